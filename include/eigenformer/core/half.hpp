@@ -1,0 +1,70 @@
+#pragma once
+// IEEE binary16 (fp16) and bfloat16 conversions, scalar and portable. Used by the safetensors
+// reader and by half-precision caches. Both directions round to nearest even; values too large
+// for fp16 become +-inf; NaN stays NaN (quiet).
+
+#include <cstdint>
+#include <cstring>
+
+namespace eigenformer {
+
+namespace detail {
+inline std::uint32_t float_bits(float f) noexcept {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+inline float bits_float(std::uint32_t u) noexcept {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+}  // namespace detail
+
+/// fp16 bits -> float (exact).
+inline float half_to_float(std::uint16_t h) noexcept {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t em = h & 0x7fffu;
+  if (em >= 0x7c00u)  // inf / NaN
+    return detail::bits_float(sign | 0x7f800000u | ((em & 0x3ffu) << 13));
+  if (em >= 0x0400u)  // normal: rebias the exponent by 127 - 15
+    return detail::bits_float(sign | ((em << 13) + 0x38000000u));
+  // zero or subnormal: em * 2^-24, exact in float
+  const float v = static_cast<float>(em) * 5.9604644775390625e-8f;
+  return detail::bits_float(sign | detail::float_bits(v));
+}
+
+/// float -> fp16 bits, round to nearest even.
+inline std::uint16_t float_to_half(float f) noexcept {
+  std::uint32_t u = detail::float_bits(f);
+  const std::uint32_t sign = (u >> 16) & 0x8000u;
+  u &= 0x7fffffffu;
+  if (u >= 0x47800000u) {  // >= 65536 (or inf / NaN): inf, or a quiet NaN
+    if (u > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u | ((u >> 13) & 0x3ffu));
+    return static_cast<std::uint16_t>(sign | 0x7c00u);
+  }
+  if (u < 0x38800000u) {  // below the smallest normal fp16 (2^-14): subnormal or zero
+    // Adding 0.5f aligns the fp16 subnormal step (2^-24) with the float ulp at 0.5, so the FPU
+    // does the rounding.
+    const float v = detail::bits_float(u) + 0.5f;
+    return static_cast<std::uint16_t>(sign | (detail::float_bits(v) - 0x3f000000u));
+  }
+  const std::uint32_t mant_odd = (u >> 13) & 1u;
+  u += 0xc8000fffu + mant_odd;  // rebias exponent (15 - 127) << 23, plus round-to-nearest-even
+  return static_cast<std::uint16_t>(sign | (u >> 13));  // overflow past 65504 carries into inf
+}
+
+/// bfloat16 bits -> float (exact).
+inline float bf16_to_float(std::uint16_t b) noexcept {
+  return detail::bits_float(static_cast<std::uint32_t>(b) << 16);
+}
+
+/// float -> bfloat16 bits, round to nearest even (as PyTorch).
+inline std::uint16_t float_to_bf16(float f) noexcept {
+  std::uint32_t u = detail::float_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+}  // namespace eigenformer
