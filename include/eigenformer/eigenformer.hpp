@@ -1,0 +1,30 @@
+#pragma once
+// Umbrella header: everything eigenformer has. Each header also stands alone; include only what
+// you use to keep compile times down.
+
+#include "version.hpp"
+#include "config.hpp"
+
+#include "core/activation.hpp"
+#include "core/error.hpp"
+#include "core/half.hpp"
+#include "core/naming.hpp"
+#include "core/tensor.hpp"
+#include "core/threading.hpp"
+#include "core/workspace.hpp"
+
+#include "kernels/elementwise.hpp"
+#include "kernels/norm.hpp"
+#include "kernels/softmax.hpp"
+
+#include "ops/activation.hpp"
+#include "ops/norm.hpp"
+#include "ops/softmax.hpp"
+
+#include "io/safetensors.hpp"
+
+#include "embedding/embedding.hpp"
+#include "ffn/mlp.hpp"
+#include "linear/linear.hpp"
+#include "norm/layer_norm.hpp"
+#include "norm/rms_norm.hpp"
