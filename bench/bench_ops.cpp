@@ -74,9 +74,11 @@ void BM_RMSNorm(benchmark::State& s) {
   auto w = data(cols, 1.0f, 4);
   std::vector<float> y(rows * cols);
   for (auto _ : s) {
-    for (std::size_t r = 0; r < rows; ++r) {
-      if (Ref) ek::ref::rms_norm(x.data() + r * cols, w.data(), y.data() + r * cols, cols, 1e-6f);
-      else ek::rms_norm(x.data() + r * cols, w.data(), y.data() + r * cols, cols, 1e-6f);
+    if (Ref) {
+      for (std::size_t r = 0; r < rows; ++r)
+        ek::ref::rms_norm(x.data() + r * cols, w.data(), y.data() + r * cols, cols, 1e-6f);
+    } else {
+      ek::rms_norm_rows(x.data(), cols, w.data(), y.data(), cols, rows, cols, 1e-6f);
     }
     benchmark::DoNotOptimize(y.data());
   }
@@ -103,6 +105,17 @@ void BM_LayerNorm(benchmark::State& s) {
 BENCHMARK(BM_LayerNorm<false>)->Name("BM_LayerNorm")->Args({1, 4096})->Args({512, 4096});
 BENCHMARK(BM_LayerNorm<true>)->Name("BM_LayerNorm_ref")->Args({1, 4096})->Args({512, 4096});
 
+template <class P>
+inline void opaque(P& v) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  asm volatile("" : "+x"(v.v));
+#elif defined(__GNUC__) && defined(__aarch64__)
+  asm volatile("" : "+w"(v.v));
+#else
+  benchmark::DoNotOptimize(v);
+#endif
+}
+
 // The bandwidth baseline: read rows * cols floats and write as many with the same SIMD loop the
 // kernels use, and nothing else (glibc's memcpy is also shown; on some VMs its `rep movsb` path is
 // slow for small sizes, so the copy loop is the fairer line).
@@ -111,7 +124,10 @@ void BM_CopyReadWrite(benchmark::State& s) {
   auto x = data(rows * cols, 1.0f, 8);
   std::vector<float> y(rows * cols);
   for (auto _ : s) {
-    ek::loops::map(x.data(), y.data(), rows * cols, [](auto v) { return v; });
+    ek::loops::map(x.data(), y.data(), rows * cols, [](auto v) {
+      opaque(v);  // keeps the compiler from turning the loop into a memcpy call
+      return v;
+    });
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }

@@ -156,6 +156,28 @@ TEST(KernelNorm, RmsNormMatchesRef) {
   }
 }
 
+TEST(KernelNorm, RmsNormRowsIsBitIdenticalToRowByRow) {
+  auto g = eftest::rng(112);
+  for (std::size_t n : {1u, 7u, 8u, 33u, 64u, 129u, 1024u}) {
+    for (std::size_t rows : {1u, 2u, 5u}) {
+      const std::size_t ld = n + 3;  // a row stride wider than the row
+      auto x = eftest::normal(rows * ld, 2.0f, g);
+      auto w = eftest::normal(n, 1.0f, g);
+      for (bool with_w : {false, true}) {
+        const float* wp = with_w ? w.data() : nullptr;
+        std::vector<float> want(rows * ld, 0.0f), got(rows * ld, 0.0f);
+        for (std::size_t r = 0; r < rows; ++r) ek::rms_norm(x.data() + r * ld, wp, want.data() + r * ld, n, 1e-6f);
+        ek::rms_norm_rows(x.data(), ld, wp, got.data(), ld, rows, n, 1e-6f);
+        ASSERT_EQ(got, want) << "n=" << n << " rows=" << rows;
+        auto inplace = x;
+        ek::rms_norm_rows(inplace.data(), ld, wp, inplace.data(), ld, rows, n, 1e-6f);
+        for (std::size_t r = 0; r < rows; ++r)
+          for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(inplace[r * ld + i], want[r * ld + i]);
+      }
+    }
+  }
+}
+
 TEST(KernelNorm, LayerNormMatchesRefIncludingLargeMean) {
   auto g = eftest::rng(111);
   for (std::size_t n : eftest::tail_sizes()) {

@@ -8,13 +8,7 @@ using namespace eigenformer;
 
 namespace {
 
-template <class T>
-Matrix<T> random_matrix(Index r, Index c, std::mt19937& g, double sigma = 1.0) {
-  std::normal_distribution<double> d(0.0, sigma);
-  Matrix<T> m(r, c);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(d(g));
-  return m;
-}
+using eftest::random_matrix;
 
 // y[t][o] = sum_i x[t][i] * W[o][i] + b[o], in double.
 Matrix<double> naive_linear(const Matrix<double>& x, const Matrix<double>& w, const Vector<double>& b) {

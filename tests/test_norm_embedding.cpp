@@ -9,12 +9,7 @@ using namespace eigenformer;
 
 namespace {
 
-Matrix<float> random_matrix(Index r, Index c, std::mt19937& g, float sigma = 1.0f) {
-  std::normal_distribution<float> d(0.0f, sigma);
-  Matrix<float> m(r, c);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = d(g);
-  return m;
-}
+using eftest::random_matrix;
 
 TEST(RMSNormLayer, MatchesLlamaFormulaAndGemmaOffset) {
   auto g = eftest::rng(500);

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <Eigen/Core>
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -53,6 +55,16 @@ inline std::vector<float> normal(std::size_t n, float sigma, std::mt19937& g) {
   std::vector<float> v(n);
   for (auto& x : v) x = d(g);
   return v;
+}
+
+/// A [rows, cols] row-major Eigen matrix of N(0, sigma^2) entries.
+template <class T = float>
+Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> random_matrix(Eigen::Index rows, Eigen::Index cols,
+                                                                                 std::mt19937& g, double sigma = 1.0) {
+  std::normal_distribution<double> d(0.0, sigma);
+  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(d(g));
+  return m;
 }
 
 inline std::vector<double> to_double(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }

@@ -12,6 +12,8 @@
 //   3. the number of hardware threads.
 // Work is always split so that each output element is computed by exactly one thread with the
 // same operation order, so results do not depend on the thread count (tests/test_threading.cpp).
+// Exception: with EIGENFORMER_USE_BLAS, Linear hands whole products to the BLAS, which threads them
+// itself (set_num_threads also sets OpenBLAS's thread count) and may sum in a thread-dependent order.
 // Exceptions never cross a parallel region: every check happens before the loop starts.
 
 #include <atomic>
@@ -23,6 +25,10 @@
 
 #if defined(_OPENMP)
 #include <omp.h>
+#endif
+
+#if defined(EIGENFORMER_OPENBLAS)
+extern "C" void openblas_set_num_threads(int);
 #endif
 
 namespace eigenformer {
@@ -48,6 +54,9 @@ inline void set_num_threads(int n) {
   check(n >= 1, ErrorKind::invalid_argument, "set_num_threads", "thread count must be >= 1, got ", n);
   detail::thread_setting().store(n);
   Eigen::setNbThreads(n);
+#if defined(EIGENFORMER_OPENBLAS)
+  openblas_set_num_threads(n);
+#endif
 }
 
 /// The number of threads the library uses (1 without OpenMP).

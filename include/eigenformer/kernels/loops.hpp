@@ -75,6 +75,35 @@ EIGENFORMER_ALWAYS_INLINE float sum(const float* x, std::size_t n, F f) {
   return s;
 }
 
+/// Two streams in one loop: y[i] = f(a[i], b[i]) for i < n, and returns sum_i g(c[i]) over the same
+/// n, accumulated in exactly the order of `sum` (so results are bit-identical to calling `map2` and
+/// `sum` separately). Used to overlap reading the next row with writing this one.
+template <class F, class G>
+EIGENFORMER_ALWAYS_INLINE float map2_and_sum(const float* a, const float* b, float* y, const float* c,
+                                             std::size_t n, F f, G g) {
+  const Native z = simd::set1<Native>(0.0f);
+  Native s0 = z, s1 = z, s2 = z, s3 = z;
+  std::size_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    s0 = simd::add(s0, g(simd::load<Native>(c + i)));
+    s1 = simd::add(s1, g(simd::load<Native>(c + i + W)));
+    s2 = simd::add(s2, g(simd::load<Native>(c + i + 2 * W)));
+    s3 = simd::add(s3, g(simd::load<Native>(c + i + 3 * W)));
+    for (std::size_t k = 0; k < 4 * W; k += W)
+      simd::store(y + i + k, f(simd::load<Native>(a + i + k), simd::load<Native>(b + i + k)));
+  }
+  for (; i + W <= n; i += W) {
+    s0 = simd::add(s0, g(simd::load<Native>(c + i)));
+    simd::store(y + i, f(simd::load<Native>(a + i), simd::load<Native>(b + i)));
+  }
+  float s = simd::hsum(simd::add(simd::add(s0, s1), simd::add(s2, s3)));
+  for (; i < n; ++i) {
+    s += g(F1{c[i]}).v;
+    y[i] = f(F1{a[i]}, F1{b[i]}).v;
+  }
+  return s;
+}
+
 /// y[i] = f(x[i]); returns sum_i y[i] (the exp-and-sum pass of softmax).
 template <class F>
 EIGENFORMER_ALWAYS_INLINE float map_sum(const float* x, float* y, std::size_t n, F f) {

@@ -79,7 +79,12 @@ class Linear {
     // keeps every output element's arithmetic identical for any thread count and threads T = 1 too.
     const Index out = out_features();
     const double flops = 2.0 * double(x.rows()) * double(x.cols()) * double(out);
+#if defined(EIGEN_USE_BLAS)
+    const Index threads = 1;  // the BLAS threads its products itself
+    (void)flops;
+#else
     const Index threads = flops >= kMinParallelFlops ? std::min<Index>(num_threads(), out / kColumnAlign) : 1;
+#endif
     if (threads <= 1) {
       y.noalias() = x * weight_.transpose();
     } else {

@@ -21,7 +21,11 @@ void rms_norm(ConstMatrixRef<T> x /* [R, C] */, ConstVectorRef<T> w /* [C] or [0
   detail::check_same_shape("ops::rms_norm", "y", x, y);
   const T* wp = detail::optional_weight("ops::rms_norm", "weight", w, x.cols());
   const auto n = static_cast<std::size_t>(x.cols());
-  detail::for_each_row(x.rows(), x.cols(), [&](Index i) { kernels::rms_norm(detail::row(x, i), wp, detail::row(y, i), n, eps); });
+  const auto ldx = static_cast<std::size_t>(x.outerStride()), ldy = static_cast<std::size_t>(y.outerStride());
+  detail::for_each_row_block(x.rows(), x.cols(), [&](Index begin, Index end) {
+    kernels::rms_norm_rows(detail::row(x, begin), ldx, wp, detail::row(y, begin), ldy,
+                           static_cast<std::size_t>(end - begin), n, eps);
+  });
 }
 
 /// y = (x - mean) / sqrt(var + eps) * w + b per row; w, b have C entries or 0; y may be x.

@@ -28,6 +28,22 @@ void for_each_row(Index rows, Index cols, F&& f) {
   parallel_for(0, rows, min_rows_per_thread(cols), f);
 }
 
+/// f(begin, end) over contiguous blocks of rows, one block per thread (for kernels that stream
+/// several rows in one call).
+template <class F>
+void for_each_row_block(Index rows, Index cols, F&& f) {
+  if (cols == 0 || rows == 0) return;
+  const Index min_rows = min_rows_per_thread(cols);
+  Index blocks = num_threads();
+  if (rows / min_rows < blocks) blocks = rows / min_rows;
+  if (blocks < 1) blocks = 1;
+  const Index per = (rows + blocks - 1) / blocks;
+  parallel_for(0, blocks, 1, [&](Index b) {
+    const Index begin = b * per, end = begin + per < rows ? begin + per : rows;
+    if (begin < end) f(begin, end);
+  });
+}
+
 /// Pointer to row i of a row-major view (contiguous row, any row stride).
 template <class V>
 auto row(V& v, Index i) -> decltype(v.data()) {
