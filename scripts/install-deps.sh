@@ -2,9 +2,11 @@
 # Installs, with apt-get, the Debian 12 packages eigenformer's build needs and this machine lacks.
 # Run as root (or with sudo available). Does nothing when everything is present.
 #   scripts/install-deps.sh           build + test dependencies
+#   scripts/install-deps.sh --aarch64 also the AArch64 cross compiler and qemu-user (aarch64 preset)
 set -euo pipefail
 
-pkgs=(g++ cmake ninja-build libeigen3-dev libgtest-dev libbenchmark-dev libopenblas-dev)
+pkgs=(g++ cmake ninja-build libeigen3-dev libgtest-dev googletest libbenchmark-dev libopenblas-dev)
+if [ "${1:-}" = "--aarch64" ]; then pkgs+=(g++-aarch64-linux-gnu qemu-user); fi
 
 missing=()
 for p in "${pkgs[@]}"; do
