@@ -68,3 +68,37 @@ inline std::uint16_t float_to_bf16(float f) noexcept {
 }
 
 }  // namespace eigenformer
+
+namespace eigenformer {
+
+/// Storage element types for caches and weights kept in 16 bits. Plain structs (not arithmetic
+/// types) so that templates can tell them apart from integers and from each other.
+struct f16 {
+  std::uint16_t bits;
+};
+struct bf16 {
+  std::uint16_t bits;
+};
+static_assert(sizeof(f16) == 2 && sizeof(bf16) == 2, "16-bit storage types");
+
+inline float to_float(float x) noexcept { return x; }
+inline float to_float(f16 x) noexcept { return half_to_float(x.bits); }
+inline float to_float(bf16 x) noexcept { return bf16_to_float(x.bits); }
+
+/// Conversion from float into a storage type (round to nearest even).
+template <class E>
+E from_float(float x) noexcept;
+template <>
+inline float from_float<float>(float x) noexcept {
+  return x;
+}
+template <>
+inline f16 from_float<f16>(float x) noexcept {
+  return f16{float_to_half(x)};
+}
+template <>
+inline bf16 from_float<bf16>(float x) noexcept {
+  return bf16{float_to_bf16(x)};
+}
+
+}  // namespace eigenformer

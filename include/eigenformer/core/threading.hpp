@@ -89,4 +89,23 @@ void parallel_for(Index begin, Index end, Index min_per_thread, F&& f) {
   for (Index i = begin; i < end; ++i) f(i);
 }
 
+/// Run f(i, thread) for i in [0, n) with dynamic scheduling (for uneven items such as causal
+/// attention tiles); `thread` in [0, threads) indexes per-thread scratch. `threads` is the number
+/// the caller sized its scratch for (at most num_threads()). f must not throw. Which thread runs
+/// an item never changes what the item computes.
+template <class F>
+void parallel_for_dynamic(Index n, int threads, F&& f) {
+  if (n <= 0) return;
+#if defined(_OPENMP)
+  if (threads > 1 && n > 1 && !omp_in_parallel()) {
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (Index i = 0; i < n; ++i) f(i, omp_get_thread_num());
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  for (Index i = 0; i < n; ++i) f(i, 0);
+}
+
 }  // namespace eigenformer

@@ -1,0 +1,159 @@
+#pragma once
+// Small GEMM kernels for the tiles of attention (and anything else that multiplies blocks that are
+// already in cache): register-blocked micro-kernels over packets, no packing, no allocation.
+//
+//   gemm_nn: C[m x n] (+)= A[m x k] * B[k x n]      broadcast-A x packet-B outer products;
+//            blocks of 6 rows x 2 packets (12 accumulators + 2 B + 1 A = 15 of AVX2's 16 ymm)
+//   gemm_nt: C[m x n]  =  A[m x k] * B[n x k]^T     dot products along k; blocks of 2 x 4
+//
+// A and C are float; B may be float, f16 or bf16 (converted while loading, for half-precision
+// caches). All matrices are row-major with leading dimensions (elements between rows). The scalar
+// twins are in kernels/ref/gemm.hpp; tests/test_kernels_gemm.cpp compares them across shapes that
+// cross every block and packet tail.
+
+#include <cstddef>
+
+#include "convert.hpp"
+#include "packet.hpp"
+#include "ref/gemm.hpp"
+
+namespace eigenformer {
+inline namespace EIGENFORMER_ABI_NAMESPACE {
+namespace kernels {
+
+namespace gemm_detail {
+
+using simd::F1;
+using simd::Native;
+
+// MR rows x NP packets of C.
+template <class P, int MR, int NP, class E>
+EIGENFORMER_ALWAYS_INLINE void nn_block(const float* A, std::size_t lda, const E* B, std::size_t ldb, float* C,
+                                        std::size_t ldc, std::size_t k, bool accumulate) {
+  constexpr std::size_t W = static_cast<std::size_t>(P::size);
+  P acc[MR][NP];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int c = 0; c < NP; ++c)
+      acc[r][c] = accumulate ? simd::load<P>(C + r * ldc + c * W) : simd::set1<P>(0.0f);
+  for (std::size_t p = 0; p < k; ++p) {
+    P b[NP];
+#pragma GCC unroll 2
+    for (int c = 0; c < NP; ++c) b[c] = simd::load_as<P>(B + p * ldb + c * W);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const P a = simd::set1<P>(A[r * lda + p]);
+#pragma GCC unroll 2
+      for (int c = 0; c < NP; ++c) acc[r][c] = simd::fmadd(a, b[c], acc[r][c]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int c = 0; c < NP; ++c) simd::store(C + r * ldc + c * W, acc[r][c]);
+}
+
+// All rows of a column strip NP packets wide: blocks of 6 rows, then the remainder.
+template <class P, int NP, class E>
+EIGENFORMER_ALWAYS_INLINE void nn_strip(std::size_t m, const float* A, std::size_t lda, const E* B, std::size_t ldb,
+                                        float* C, std::size_t ldc, std::size_t k, bool acc) {
+  std::size_t i = 0;
+  for (; i + 6 <= m; i += 6) nn_block<P, 6, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc);
+  switch (m - i) {
+    case 5: nn_block<P, 5, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc); break;
+    case 4: nn_block<P, 4, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc); break;
+    case 3: nn_block<P, 3, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc); break;
+    case 2: nn_block<P, 2, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc); break;
+    case 1: nn_block<P, 1, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc); break;
+    default: break;
+  }
+}
+
+// MR rows of A against NB rows of B: MR x NB dot products of length k.
+template <int MR, int NB, class E>
+EIGENFORMER_ALWAYS_INLINE void nt_block(const float* A, std::size_t lda, const E* B, std::size_t ldb, float* C,
+                                        std::size_t ldc, std::size_t k) {
+  constexpr std::size_t W = static_cast<std::size_t>(Native::size);
+  Native acc[MR][NB];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NB; ++c) acc[r][c] = simd::set1<Native>(0.0f);
+  std::size_t p = 0;
+  for (; p + W <= k; p += W) {
+    Native a[MR];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) a[r] = simd::load<Native>(A + r * lda + p);
+#pragma GCC unroll 4
+    for (int c = 0; c < NB; ++c) {
+      const Native b = simd::load_as<Native>(B + c * ldb + p);
+#pragma GCC unroll 4
+      for (int r = 0; r < MR; ++r) acc[r][c] = simd::fmadd(a[r], b, acc[r][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NB; ++c) {
+      float s = simd::hsum(acc[r][c]);
+      for (std::size_t q = p; q < k; ++q) s = simd::fmadd(F1{A[r * lda + q]}, simd::load_as<F1>(B + c * ldb + q), F1{s}).v;
+      C[r * ldc + c] = s;
+    }
+}
+
+template <int NB, class E>
+EIGENFORMER_ALWAYS_INLINE void nt_strip(std::size_t m, const float* A, std::size_t lda, const E* B, std::size_t ldb,
+                                        float* C, std::size_t ldc, std::size_t k) {
+  std::size_t i = 0;
+  for (; i + 2 <= m; i += 2) nt_block<2, NB>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k);
+  if (i < m) nt_block<1, NB>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k);
+}
+
+}  // namespace gemm_detail
+
+/// C[m x n] (+)= A[m x k] * B[k x n]. C must not overlap A or B.
+template <class E>
+inline void gemm_nn(std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda, const E* B,
+                    std::size_t ldb, float* C, std::size_t ldc, bool accumulate) {
+  using namespace gemm_detail;
+  constexpr std::size_t W = static_cast<std::size_t>(Native::size);
+  std::size_t j = 0;
+  for (; j + 2 * W <= n; j += 2 * W) nn_strip<Native, 2>(m, A, lda, B + j, ldb, C + j, ldc, k, accumulate);
+  if (W > 1 && j + W <= n) {
+    nn_strip<Native, 1>(m, A, lda, B + j, ldb, C + j, ldc, k, accumulate);
+    j += W;
+  }
+  for (; j < n; ++j) nn_strip<F1, 1>(m, A, lda, B + j, ldb, C + j, ldc, k, accumulate);
+}
+
+/// C[m x n] = A[m x k] * B[n x k]^T. C must not overlap A or B.
+template <class E>
+inline void gemm_nt(std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda, const E* B,
+                    std::size_t ldb, float* C, std::size_t ldc) {
+  using namespace gemm_detail;
+  std::size_t j = 0;
+  for (; j + 4 <= n; j += 4) nt_strip<4>(m, A, lda, B + j * ldb, ldb, C + j, ldc, k);
+  switch (n - j) {
+    case 3: nt_strip<3>(m, A, lda, B + j * ldb, ldb, C + j, ldc, k); break;
+    case 2: nt_strip<2>(m, A, lda, B + j * ldb, ldb, C + j, ldc, k); break;
+    case 1: nt_strip<1>(m, A, lda, B + j * ldb, ldb, C + j, ldc, k); break;
+    default: break;
+  }
+}
+
+// Double precision: the twins.
+template <class E>
+inline void gemm_nn(std::size_t m, std::size_t n, std::size_t k, const double* A, std::size_t lda, const E* B,
+                    std::size_t ldb, double* C, std::size_t ldc, bool accumulate) {
+  ref::gemm_nn(m, n, k, A, lda, B, ldb, C, ldc, accumulate);
+}
+template <class E>
+inline void gemm_nt(std::size_t m, std::size_t n, std::size_t k, const double* A, std::size_t lda, const E* B,
+                    std::size_t ldb, double* C, std::size_t ldc) {
+  ref::gemm_nt(m, n, k, A, lda, B, ldb, C, ldc);
+}
+
+}  // namespace kernels
+}  // namespace EIGENFORMER_ABI_NAMESPACE
+}  // namespace eigenformer

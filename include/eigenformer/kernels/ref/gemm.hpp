@@ -1,0 +1,41 @@
+#pragma once
+// Scalar reference twins of the small GEMM kernels used inside attention tiles.
+
+#include <cstddef>
+
+#include "../../config.hpp"
+#include "../../core/half.hpp"
+
+namespace eigenformer {
+inline namespace EIGENFORMER_ABI_NAMESPACE {
+namespace kernels {
+namespace ref {
+
+/// C[m x n] (+)= A[m x k] * B[k x n]; all row-major with leading dimensions lda, ldb, ldc.
+template <class T, class E>
+void gemm_nn(std::size_t m, std::size_t n, std::size_t k, const T* A, std::size_t lda, const E* B, std::size_t ldb,
+             T* C, std::size_t ldc, bool accumulate) {
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      T s = accumulate ? C[i * ldc + j] : T(0);
+      for (std::size_t p = 0; p < k; ++p) s += A[i * lda + p] * static_cast<T>(to_float(B[p * ldb + j]));
+      C[i * ldc + j] = s;
+    }
+}
+
+/// C[m x n] = A[m x k] * B[n x k]^T (dot products of rows of A with rows of B).
+template <class T, class E>
+void gemm_nt(std::size_t m, std::size_t n, std::size_t k, const T* A, std::size_t lda, const E* B, std::size_t ldb,
+             T* C, std::size_t ldc) {
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      T s = 0;
+      for (std::size_t p = 0; p < k; ++p) s += A[i * lda + p] * static_cast<T>(to_float(B[j * ldb + p]));
+      C[i * ldc + j] = s;
+    }
+}
+
+}  // namespace ref
+}  // namespace kernels
+}  // namespace EIGENFORMER_ABI_NAMESPACE
+}  // namespace eigenformer
