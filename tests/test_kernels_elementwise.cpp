@@ -171,3 +171,30 @@ TEST(Activation, ParseHuggingFaceNames) {
 }
 
 }  // namespace
+
+namespace {
+// simd::tanh (used by attention soft-capping) against std::tanh in double: <= 4 eps relative.
+TEST(KernelTanh, MatchesStdTanh) {
+  auto g = eftest::rng(50);
+  for (std::size_t n : eftest::tail_sizes()) {
+    auto x = eftest::normal(n, 2.0f, g);
+    if (n > 6) {
+      x[0] = 0.0f;
+      x[1] = 0.29999f;
+      x[2] = 0.3f;
+      x[3] = -1e-20f;
+      x[4] = 40.0f;
+      x[5] = -1e30f;
+    }
+    std::vector<float> y(n);
+    ek::loops::map(x.data(), y.data(), n, [](auto v) { return eigenformer::simd::tanh(v); });
+    for (std::size_t i = 0; i < n; ++i) {
+      const double want = std::tanh(double(x[i]));
+      ASSERT_NEAR(y[i], want, 4 * 1.1920929e-7 * std::fabs(want) + 1e-45) << "x=" << x[i];
+    }
+  }
+  float nan = NAN, out;
+  ek::loops::map(&nan, &out, 1, [](auto v) { return eigenformer::simd::tanh(v); });
+  EXPECT_TRUE(std::isnan(out));
+}
+}  // namespace
