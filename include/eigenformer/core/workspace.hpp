@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "error.hpp"
@@ -59,6 +60,15 @@ class Workspace {
     check(rows >= 0 && cols >= 0, ErrorKind::invalid_argument, "Workspace", "negative size [", rows, ", ", cols, "]");
     T* p = take(static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols));
     return MatrixMap<T>(p, rows, cols, Eigen::OuterStride<>(cols));
+  }
+
+  /// Scratch for `count` values of another trivially copyable type U (token positions, 16-bit cache
+  /// rows, ...), carved from the same arena; valid until the enclosing Frame ends.
+  template <class U>
+  U* raw(std::size_t count) {
+    static_assert(std::is_trivially_copyable<U>::value && alignof(U) <= kAlign, "plain types only");
+    void* p = take((count * sizeof(U) + sizeof(T) - 1) / sizeof(T));
+    return static_cast<U*>(p);
   }
 
   /// Rewinds the workspace to where it was when the frame was opened.

@@ -96,9 +96,11 @@ EIGENFORMER_ALWAYS_INLINE void nt_block(const float* A, std::size_t lda, const E
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int c = 0; c < NB; ++c) {
-      float s = simd::hsum(acc[r][c]);
-      for (std::size_t q = p; q < k; ++q) s = simd::fmadd(F1{A[r * lda + q]}, simd::load_as<F1>(B + c * ldb + q), F1{s}).v;
-      C[r * ldc + c] = s;
+      F1 s{simd::hsum(acc[r][c])};
+      const float* at = A + r * lda + p;
+      const E* bt = B + c * ldb + p;
+      for (std::size_t q = 0; q + p < k; ++q) s = simd::fmadd(F1{at[q]}, simd::load_as<F1>(bt + q), s);
+      C[r * ldc + c] = s.v;
     }
 }
 
