@@ -14,14 +14,23 @@
 #include "core/workspace.hpp"
 
 #include "kernels/elementwise.hpp"
+#include "kernels/gemm.hpp"
 #include "kernels/norm.hpp"
 #include "kernels/softmax.hpp"
 
 #include "ops/activation.hpp"
+#include "ops/attention.hpp"
 #include "ops/norm.hpp"
 #include "ops/softmax.hpp"
 
 #include "io/safetensors.hpp"
+
+#include "position/alibi.hpp"
+#include "position/rope.hpp"
+#include "position/xpos.hpp"
+
+#include "attention/multi_head_attention.hpp"
+#include "cache/kv_cache.hpp"
 
 #include "embedding/embedding.hpp"
 #include "ffn/mlp.hpp"

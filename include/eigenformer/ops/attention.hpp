@@ -83,6 +83,7 @@ constexpr Index kKeyTile = 64;         // keys per tile
 constexpr Index kPackMinQueries = 16;  // pack K^T when at least this many queries
 constexpr Index kDecodeChunk = 1024;   // keys per chunk when decode splits long key ranges
 constexpr std::size_t kDecodeKeyStep = 4;  // keys per P V step when V is read in place
+constexpr double kMinParallelFlops = 2e6;  // smaller calls run on the calling thread
 
 // Per-item scratch: scaled queries, scores, output accumulator, running max/denominator, and the
 // tile kind of each query head of the group.
@@ -156,7 +157,10 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
   const Index n_chunks =
       (!packed && total_keys >= 2 * kDecodeChunk) ? (total_keys + kDecodeChunk - 1) / kDecodeChunk : 1;
   const Index n_items = Hkv * n_qblocks * n_chunks;
-  const int threads = static_cast<int>(std::max<Index>(1, std::min<Index>(num_threads(), n_items)));
+  // Below ~2 MFLOP a parallel region costs more than it saves (one decode step of a small layer).
+  const double flops = 4.0 * double(T) * double(H) * double(total_keys) * double(std::max(d, dv));
+  const int threads =
+      flops < kMinParallelFlops ? 1 : static_cast<int>(std::max<Index>(1, std::min<Index>(num_threads(), n_items)));
 
   typename Workspace<float>::Frame frame(ws);
   // Prefill packs K^T and V once per call, tile by tile, so that every tile's operands are
@@ -169,7 +173,7 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
   if (packed) {
     kt = ws.matrix(Hkv * n_tiles, kt_tile).data();
     vp = ws.matrix(Hkv * n_tiles, vp_tile).data();
-    parallel_for(0, Hkv, 1, [&](Index g) {
+    auto pack_head = [&](Index g) {
       Index tile = g * n_tiles;
       for (std::size_t s = 0; s < n_spans; ++s) {
         const KVSpan<E>& sp = spans[s];
@@ -185,7 +189,12 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
           }
         }
       }
-    });
+    };
+    if (threads > 1) {
+      parallel_for(0, Hkv, 1, pack_head);
+    } else {
+      for (Index g = 0; g < Hkv; ++g) pack_head(g);
+    }
   }
   // Scratch: per thread when items are finished in place; per item when chunks must be merged.
   const Index scratch_slots = n_chunks > 1 ? n_items : threads;
