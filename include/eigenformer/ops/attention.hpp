@@ -83,7 +83,7 @@ constexpr Index kTargetRows = 72;      // rows (query heads x queries) per item
 constexpr Index kKeyTile = 64;         // keys per tile
 constexpr Index kPackMinQueries = 16;  // pack K^T when at least this many queries
 constexpr Index kDecodeChunk = 1024;   // keys per chunk when decode splits long key ranges
-constexpr std::size_t kDecodeKeyStep = 4;  // keys per P V step when V is read in place
+constexpr std::size_t kDecodeKeyStep = 2;  // keys per P V step when V is read in place
 constexpr double kMinParallelFlops = 2e6;  // smaller calls run on the calling thread
 
 // Per-item scratch: scaled queries, scores, output accumulator, running max/denominator, and the
