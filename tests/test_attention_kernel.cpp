@@ -305,3 +305,47 @@ TEST(FlashAttention, ArgumentErrors) {
 }
 
 }  // namespace
+
+namespace {
+
+// An arbitrary block-sparse mask (random empty/full/partial blocks, a partial-block element rule
+// that depends on the head) over a causal base policy, against the reference with the same mask
+// as an `allow` callback; and the skipped work is visible in the LSE of fully empty query blocks.
+TEST(FlashAttention, ArbitraryBlockMask) {
+  auto g = eftest::rng(707);
+  const Index H = 4, Hkv = 2, d = 32, T = 150, B = 16;
+  const Index nb = (T + B - 1) / B;
+  std::vector<TileKind> kinds(static_cast<std::size_t>(nb * nb));
+  std::uniform_int_distribution<int> pick(0, 2);
+  for (auto& k : kinds) k = static_cast<TileKind>(pick(g));
+  for (Index kb = 0; kb < nb; ++kb) kinds[static_cast<std::size_t>(kb)] = TileKind::empty;  // query block 0 sees nothing
+  auto element = [](Index head, std::int64_t q, std::int64_t k) { return (q + k + head) % 3 != 0; };
+  using Policy = BlockMaskPolicy<AttentionMask, decltype(element)>;
+  Policy policy{AttentionMask{}, B, B, nb, nb, kinds.data(), element};
+  Matrix<float> q = eftest::random_matrix<float>(T, H * d, g), k = eftest::random_matrix<float>(T, Hkv * d, g),
+                v = eftest::random_matrix<float>(T, Hkv * d, g), out(T, H * d), lse(T, H);
+  for (Index T_q : {T, Index(1)}) {  // prefill, and the last query alone (decode path)
+    const Index first = T - T_q;
+    KVSpan<float> span{k.data(), v.data(), Hkv * d, Hkv * d, d, d, T, 0};
+    AttentionIO io{q.data() + first * H * d, H * d, T_q, first, out.data(), H * d, lse.data(), H};
+    Workspace<float> ws;
+    flash_attention(AttentionDims{H, Hkv, d, d, 0.2f}, io, &span, 1, policy, ws);
+    eftest::RefAttentionOptions o;
+    o.scale = 0.2;
+    o.allow = [&](long head, long i, long j) {
+      const std::int64_t qp = first + i;
+      const TileKind b = kinds[static_cast<std::size_t>((qp / B) * nb + j / B)];
+      return b == TileKind::full || (b == TileKind::partial && element(head, qp, j));
+    };
+    RefMatrix ref_lse;
+    const RefMatrix ref = eftest::reference_attention(q.middleRows(first, T_q).cast<double>(), k.cast<double>(),
+                                                      v.cast<double>(), eftest::iota_positions(T_q, first),
+                                                      eftest::iota_positions(T), H, Hkv, o, &ref_lse);
+    EXPECT_LT((out.topRows(T_q).cast<double>() - ref).cwiseAbs().maxCoeff(), kTol) << "T_q=" << T_q;
+    if (T_q == T) {
+      for (Index i = 0; i < B; ++i) EXPECT_EQ(lse(i, 0), -INFINITY);  // the empty query block
+    }
+  }
+}
+
+}  // namespace

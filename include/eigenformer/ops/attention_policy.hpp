@@ -128,3 +128,73 @@ struct AttentionMask {
 
 }  // namespace EIGENFORMER_ABI_NAMESPACE
 }  // namespace eigenformer
+
+namespace eigenformer {
+inline namespace EIGENFORMER_ABI_NAMESPACE {
+
+/// An arbitrary block-sparse mask on top of another policy (FlexAttention's BlockMask): the position
+/// grid is cut into blocks of q_block x k_block positions, each marked empty (never attended), full
+/// (attended wherever the inner policy attends) or partial (attended where `element(head, q, k)` also
+/// says so). Tiles that only overlap empty blocks are skipped entirely, so the cost of a sparse
+/// pattern follows the number of attended blocks. Positions outside the grid are empty.
+///
+///   kinds: [n_q_blocks * n_k_blocks], row-major by query block, values of TileKind
+///   element: any callable bool(Index head, int64 q, int64 k), consulted in partial blocks only
+template <class Inner, class Element>
+struct BlockMaskPolicy {
+  Inner inner;
+  Index q_block = 64, k_block = 64;
+  Index n_q_blocks = 0, n_k_blocks = 0;
+  const TileKind* kinds = nullptr;
+  Element element;
+
+  TileKind block(std::int64_t qb, std::int64_t kb) const {
+    if (qb < 0 || kb < 0 || qb >= n_q_blocks || kb >= n_k_blocks) return TileKind::empty;
+    return kinds[qb * n_k_blocks + kb];
+  }
+
+  void init(Index head, float& m, float& l) const { inner.init(head, m, l); }
+
+  TileKind tile(Index head, std::int64_t q0, std::int64_t q1, std::int64_t k0, std::int64_t k1) const {
+    const TileKind base = inner.tile(head, q0, q1, k0, k1);
+    if (base == TileKind::empty) return base;
+    bool any = false, all_full = true;
+    for (std::int64_t qb = floor_div(q0, q_block); qb <= floor_div(q1 - 1, q_block); ++qb)
+      for (std::int64_t kb = floor_div(k0, k_block); kb <= floor_div(k1 - 1, k_block); ++kb) {
+        const TileKind b = block(qb, kb);
+        any |= b != TileKind::empty;
+        all_full &= b == TileKind::full;
+      }
+    if (!any) return TileKind::empty;
+    return all_full && base == TileKind::full ? TileKind::full : TileKind::partial;
+  }
+
+  bool visible(Index head, std::int64_t q, std::int64_t k) const {
+    if (!inner.visible(head, q, k)) return false;
+    const TileKind b = block(floor_div(q, q_block), floor_div(k, k_block));
+    return b == TileKind::full || (b == TileKind::partial && element(head, q, k));
+  }
+
+  void row(Index head, std::int64_t q, std::int64_t k0, float* s, Index n, bool partial) const {
+    inner.row(head, q, k0, s, n, partial);
+    if (!partial) return;
+    const float ninf = -std::numeric_limits<float>::infinity();
+    const std::int64_t qb = floor_div(q, q_block);
+    for (Index j = 0; j < n; ++j) {
+      const std::int64_t k = k0 + j;
+      const TileKind b = block(qb, floor_div(k, k_block));
+      if (b == TileKind::empty || (b == TileKind::partial && !element(head, q, k))) s[j] = ninf;
+    }
+  }
+
+ private:
+  static std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+};
+
+/// Element mask that attends everything (for block masks made only of empty and full blocks).
+struct AllowAll {
+  bool operator()(Index, std::int64_t, std::int64_t) const { return true; }
+};
+
+}  // namespace EIGENFORMER_ABI_NAMESPACE
+}  // namespace eigenformer
