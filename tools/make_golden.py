@@ -1,0 +1,765 @@
+#!/usr/bin/env python3
+"""Golden conformance cases for eigenformer-run, made by the reference implementations themselves.
+
+Each case is one safetensors file in the format of docs/conformance.md: `__metadata__` names the layer
+(`layer`), its mode (`mode`) and configuration (one string per config key, reference names), the
+tensors are the reference module's own state_dict (no prefix) and `input.*`, and the module's output
+is stored as `expected.*` (which eigenformer-run ignores). Usage, from the repository root:
+
+    .venv/bin/python tools/make_golden.py                 # write tests/data/golden/run/*.safetensors + README.md
+    .venv/bin/python tools/make_golden.py --check         # regenerate in memory, compare byte for byte (exit 1)
+    .venv/bin/python tools/make_golden.py --roundtrip build/release/examples/eigenformer-run
+
+--roundtrip RUNNER makes every case again with other seeds (new weights and inputs), writes it to a
+temporary directory, runs RUNNER on it, reads the output back and compares it with the module's
+output within the layer's tolerance as `RUNNER --list` states it; it also checks that a case with a
+weight removed is rejected (exit code 4, "missing weight"). Exit 1 on any failure. This is what
+tests/CMakeLists.txt registers as the CTest `conformance_roundtrip` when a venv exists.
+
+Modules (CPU, float32, eval mode, attn_implementation="eager"; configs from keyword arguments, never
+from_pretrained, no network): torch.nn.Linear, torch.nn.LayerNorm, torch.nn.Embedding; transformers
+LlamaMLP, T5DenseGatedActDense, CLIPMLP, LlamaRMSNorm, GemmaRMSNorm, LlamaAttention, MistralAttention,
+Gemma2Attention, GptOssAttention, StableLmAttention, BloomAttention. Attention masks and RoPE cos/sin
+are built with the same functions the models use (masking_utils, the model's rotary embedding,
+Bloom's build_alibi_tensor and _prepare_4d_causal_attention_mask_with_cache_position); decode cases
+run the module token by token with a transformers DynamicCache exactly as the model's forward does,
+and are checked against the same module's prefill output (allclose) before they are written.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import safetensors
+import torch
+import transformers
+from safetensors import safe_open
+from transformers import DynamicCache, masking_utils
+from transformers.models.bloom import modeling_bloom
+from transformers.models.clip import modeling_clip
+from transformers.models.gemma import modeling_gemma
+from transformers.models.gemma2 import modeling_gemma2
+from transformers.models.gpt_oss import modeling_gpt_oss
+from transformers.models.llama import modeling_llama
+from transformers.models.mistral import modeling_mistral
+from transformers.models.stablelm import modeling_stablelm
+from transformers.models.t5 import modeling_t5
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_OUT = os.path.join(REPO, "tests", "data", "golden", "run")
+VERSIONS = f"transformers {transformers.__version__}, torch {torch.__version__}"
+ROUNDTRIP_SEED_OFFSET = 7919
+
+torch.set_num_threads(1)  # one fixed reduction order
+torch.use_deterministic_algorithms(True)
+transformers.logging.set_verbosity_error()
+
+
+# ------------------------------------------------------------------------------------------------
+# Deterministic safetensors writer (sorted metadata, fixed tensor order, header padded to 8 bytes;
+# safetensors.torch.save_file orders __metadata__ differently on every run)
+# ------------------------------------------------------------------------------------------------
+
+_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+           torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.int8: "I8", torch.bool: "BOOL"}
+
+
+def tensor_bytes(t):
+    t = t.detach().contiguous().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().astype("<i2").tobytes()
+    if t.dtype == torch.bool:
+        return t.numpy().astype(np.uint8).tobytes()
+    a = t.numpy()
+    return a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def safetensors_bytes(tensors, metadata):
+    """tensors: list of (name, tensor) in file order; metadata: dict str -> str."""
+    header = {"__metadata__": {k: metadata[k] for k in sorted(metadata)}}
+    blobs, offset = [], 0
+    for name, t in tensors:
+        b = tensor_bytes(t)
+        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    h += b" " * ((8 - len(h) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+def verify_file(path, tensors, metadata):
+    with safe_open(path, framework="pt") as f:
+        assert f.metadata() == metadata, path
+        assert sorted(f.keys()) == sorted(n for n, _ in tensors), path
+        for name, t in tensors:
+            assert torch.equal(f.get_tensor(name), t.contiguous()), (path, name)
+
+
+def meta_value(v):
+    """Config values as metadata strings: strings raw, everything else JSON text (as HF's to_dict)."""
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, sort_keys=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Cases
+# ------------------------------------------------------------------------------------------------
+
+
+class Case:
+    def __init__(self, layer, config, weights, inputs, expected, source, mode=None, row_mask=None, tolerance=None,
+                 what=""):
+        self.layer, self.mode, self.config = layer, mode, config
+        self.weights, self.inputs, self.expected = weights, inputs, expected  # lists of (name, tensor) / dict
+        self.source, self.row_mask, self.tolerance, self.what = source, row_mask, tolerance, what
+
+    def file(self, name):
+        meta = {"layer": self.layer, "case": name, "source": self.source, "generator": "tools/make_golden.py"}
+        if self.mode:
+            meta["mode"] = self.mode
+        meta.update({k: meta_value(v) for k, v in self.config.items()})
+        if self.tolerance is not None:
+            meta["expected.tolerance"] = meta_value(self.tolerance)
+        tensors = list(self.weights) + [("input." + n, t) for n, t in self.inputs]
+        for n, t in self.expected.items():
+            tensors.append(("expected." + n, t.to(torch.float32)))
+        if self.row_mask is not None:
+            tensors.append(("expected.hidden_states.row_mask", self.row_mask.to(torch.int64)))
+        names = [n for n, _ in tensors]
+        assert len(names) == len(set(names)), names
+        return tensors, meta
+
+
+def state(module, dtype=None):
+    out = []
+    for k, v in module.state_dict().items():
+        v = v.detach().clone()
+        out.append((k, v.to(dtype) if dtype is not None else v))
+    return out
+
+
+def src(what):
+    return f"{what} ({VERSIONS})"
+
+
+def rand(gen, *shape, std=1.0):
+    return torch.randn(*shape, generator=gen) * std
+
+
+def init_params(module, gen, weight_std=None):
+    """Weights ~ N(0, 2 / fan_in) (attention scores of std ~2: far from uniform), biases ~ N(0, 0.25),
+    sinks ~ N(0, 1); 1-D norm weights ~ 1 + N(0, 0.25). Parameters are visited in name order."""
+    with torch.no_grad():
+        for name, p in sorted(module.named_parameters()):
+            if name.endswith("weight") and p.dim() == 2:
+                std = weight_std if weight_std is not None else math.sqrt(2.0 / p.shape[1])
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+            elif name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+            elif name == "sinks":
+                p.copy_(torch.randn(p.shape, generator=gen))
+            elif name.endswith("weight") and p.dim() == 1:
+                p.copy_(1.0 + torch.randn(p.shape, generator=gen) * 0.5)
+            else:
+                raise RuntimeError(f"no init rule for parameter {name}")
+
+
+# --- dense layers --------------------------------------------------------------------------------
+
+
+def linear_case(seed, T, fin, fout, bias, weight_dtype=None, input_dtype=None):
+    gen = torch.Generator().manual_seed(seed)
+    lin = torch.nn.Linear(fin, fout, bias=bias).eval()
+    init_params(lin, gen)
+    x = rand(gen, T, fin)
+    with torch.no_grad():
+        if weight_dtype is not None:  # the module computes with the weights as stored
+            for p in lin.parameters():
+                p.copy_(p.to(weight_dtype).to(torch.float32))
+        if input_dtype is not None:
+            x = x.to(input_dtype).to(torch.float32)
+        y = lin(x)
+    return Case("linear", {"in_features": fin, "out_features": fout, "bias": bias}, state(lin, weight_dtype),
+                [("hidden_states", x.to(input_dtype) if input_dtype is not None else x)], {"hidden_states": y},
+                src("torch.nn.Linear"),
+                what=f"in {fin}, out {fout}, bias {bias}" + (f", {weight_dtype} weights" if weight_dtype else "")
+                + (f", {input_dtype} input" if input_dtype else ""))
+
+
+def llama_mlp_case(seed, T, hidden, inter, act, bias):
+    gen = torch.Generator().manual_seed(seed)
+    cfg = transformers.LlamaConfig(hidden_size=hidden, intermediate_size=inter, hidden_act=act, mlp_bias=bias)
+    mlp = modeling_llama.LlamaMLP(cfg).eval()
+    init_params(mlp, gen)
+    x = rand(gen, T, hidden)
+    with torch.no_grad():
+        y = mlp(x)
+    return Case("mlp", {"hidden_size": hidden, "intermediate_size": inter, "hidden_act": act, "mlp_bias": bias},
+                state(mlp), [("hidden_states", x)], {"hidden_states": y},
+                src("transformers.models.llama.modeling_llama.LlamaMLP"),
+                what=f"gate/up/down, {act}, mlp_bias {bias}")
+
+
+def t5_ffn_case(seed, T, d_model, d_ff, proj):
+    gen = torch.Generator().manual_seed(seed)
+    cfg = transformers.T5Config(d_model=d_model, d_ff=d_ff, feed_forward_proj=proj, dropout_rate=0.0)
+    ffn = modeling_t5.T5DenseGatedActDense(cfg).eval()
+    init_params(ffn, gen)
+    x = rand(gen, T, d_model)
+    with torch.no_grad():
+        y = ffn(x)
+    return Case("mlp", {"hidden_size": d_model, "intermediate_size": d_ff, "hidden_act": cfg.dense_act_fn,
+                        "checkpoint_names": "t5"},
+                state(ffn), [("hidden_states", x)], {"hidden_states": y},
+                src("transformers.models.t5.modeling_t5.T5DenseGatedActDense"),
+                what=f"wi_0/wi_1/wo, feed_forward_proj {proj} (dense_act_fn {cfg.dense_act_fn})")
+
+
+def fc_mlp_case(seed, T, hidden, inter, act):
+    gen = torch.Generator().manual_seed(seed)
+    cfg = transformers.CLIPTextConfig(hidden_size=hidden, intermediate_size=inter, hidden_act=act)
+    mlp = modeling_clip.CLIPMLP(cfg).eval()
+    init_params(mlp, gen)
+    x = rand(gen, T, hidden)
+    with torch.no_grad():
+        y = mlp(x)
+    return Case("mlp", {"hidden_size": hidden, "intermediate_size": inter, "hidden_act": act, "mlp_bias": True,
+                        "checkpoint_names": "fc"},
+                state(mlp), [("hidden_states", x)], {"hidden_states": y},
+                src("transformers.models.clip.modeling_clip.CLIPMLP"), what=f"fc1/fc2 with biases, {act}")
+
+
+def norm_input(gen, T, hidden):
+    """Rows of different scales and offsets (the norms must remove both)."""
+    return rand(gen, T, hidden) * torch.logspace(-1, 1, T)[:, None] + rand(gen, T, 1) * 2
+
+
+def rms_norm_case(seed, T, hidden, eps, gemma):
+    gen = torch.Generator().manual_seed(seed)
+    norm = (modeling_gemma.GemmaRMSNorm(hidden, eps=eps) if gemma else modeling_llama.LlamaRMSNorm(hidden, eps=eps))
+    norm.eval()
+    with torch.no_grad():
+        norm.weight.copy_(rand(gen, hidden, std=0.5) + (0.0 if gemma else 1.0))
+    x = norm_input(gen, T, hidden)
+    with torch.no_grad():
+        y = norm(x)
+    cfg = {"hidden_size": hidden, "rms_norm_eps": eps}
+    if gemma:
+        cfg["unit_offset"] = True
+    name = "GemmaRMSNorm" if gemma else "LlamaRMSNorm"
+    mod = "gemma.modeling_gemma" if gemma else "llama.modeling_llama"
+    return Case("rms_norm", cfg, state(norm), [("hidden_states", x)], {"hidden_states": y},
+                src(f"transformers.models.{mod}.{name}"), what=f"{name}, eps {eps}" + (" (1 + w)" if gemma else ""))
+
+
+def layer_norm_case(seed, T, hidden, eps, bias):
+    gen = torch.Generator().manual_seed(seed)
+    norm = torch.nn.LayerNorm(hidden, eps=eps, bias=bias).eval()
+    init_params(norm, gen)
+    x = norm_input(gen, T, hidden)
+    with torch.no_grad():
+        y = norm(x)
+    cfg = {"normalized_shape": hidden, "eps": eps}
+    if not bias:
+        cfg["bias"] = False
+    return Case("layer_norm", cfg, state(norm), [("hidden_states", x)], {"hidden_states": y},
+                src("torch.nn.LayerNorm"), what=f"eps {eps}, bias {bias}")
+
+
+def embedding_case(seed, n, dim, T, id_dtype):
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.nn.Embedding(n, dim).eval()
+    with torch.no_grad():
+        emb.weight.copy_(rand(gen, n, dim))
+    ids = torch.randint(0, n, (T,), generator=gen)
+    ids[0], ids[-1] = 0, n - 1
+    with torch.no_grad():
+        y = emb(ids)
+    return Case("embedding", {"num_embeddings": n, "embedding_dim": dim}, state(emb),
+                [("input_ids", ids.to(id_dtype))], {"hidden_states": y}, src("torch.nn.Embedding"),
+                what=f"{n} x {dim}, {T} ids ({id_dtype})")
+
+
+# --- attention -----------------------------------------------------------------------------------
+
+ROPE_FAMILY = {
+    "llama": (modeling_llama, "LlamaConfig", "LlamaAttention", "LlamaRotaryEmbedding"),
+    "mistral": (modeling_mistral, "MistralConfig", "MistralAttention", "MistralRotaryEmbedding"),
+    "gemma2": (modeling_gemma2, "Gemma2Config", "Gemma2Attention", "Gemma2RotaryEmbedding"),
+    "gpt_oss": (modeling_gpt_oss, "GptOssConfig", "GptOssAttention", "GptOssRotaryEmbedding"),
+    "stablelm": (modeling_stablelm, "StableLmConfig", "StableLmAttention", "StableLmRotaryEmbedding"),
+}
+
+
+def padding_mask(T, left=0):
+    m = torch.ones(1, T, dtype=torch.int64)
+    m[0, :left] = 0
+    return m
+
+
+def generate_position_ids(attention_mask):
+    """Position ids as GenerationMixin builds them for a padded batch: cumsum - 1, padding -> 1."""
+    p = attention_mask.long().cumsum(-1) - 1
+    p.masked_fill_(attention_mask == 0, 1)
+    return p
+
+
+def visible_rows(am, T, window, sinks):
+    """1 where query i sees at least one key (causal, window, padding), or always with sinks."""
+    if sinks or am is None:
+        return None
+    rows = torch.zeros(T, dtype=torch.int64)
+    for i in range(T):
+        lo = max(0, i - window + 1) if window else 0
+        rows[i] = int(bool(am[0, lo:i + 1].any()))
+    return None if bool(rows.all()) else rows
+
+
+def decode_steps(T, prompt_length):
+    steps = [(0, prompt_length)] if prompt_length else []
+    return steps + [(t, t + 1) for t in range(prompt_length, T)]
+
+
+def rope_attention_case(family, seed, T, cfg_kwargs, layer_idx=0, mode="prefill", prompt_length=0,
+                        attention_mask=None, position_ids=None, mask_dtype=torch.int64, cache=None, tolerance=None,
+                        what=""):
+    mod, config_cls, attn_cls, rotary_cls = ROPE_FAMILY[family]
+    config = getattr(transformers, config_cls)(vocab_size=16, intermediate_size=32, num_hidden_layers=2,
+                                               attn_implementation="eager", **cfg_kwargs)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    attn = getattr(mod, attn_cls)(config, layer_idx=layer_idx).eval()
+    init_params(attn, gen)
+    rotary = getattr(mod, rotary_cls)(config)
+    H = config.hidden_size
+    x = torch.randn(1, T, H, generator=gen)
+    window = None
+    if family in ("gemma2", "gpt_oss"):
+        window = attn.sliding_window
+    elif family == "mistral":
+        window = config.sliding_window
+    sliding = window is not None
+    mask_fn = masking_utils.create_sliding_window_causal_mask if sliding else masking_utils.create_causal_mask
+
+    def run(xs, cp, pid, mask, past):
+        cos, sin = rotary(xs, pid)
+        if family == "stablelm":
+            return attn(xs, attention_mask=mask, position_ids=pid, past_key_values=past, cache_position=cp,
+                        position_embeddings=(cos, sin))[0]
+        return attn(xs, (cos, sin), mask, past_key_values=past, cache_position=cp)[0]
+
+    def stablelm_mask(am2d, q_len, kv_len, cp):
+        return modeling_stablelm.StableLmModel._prepare_4d_causal_attention_mask_with_cache_position(
+            am2d, sequence_length=q_len, target_length=kv_len, dtype=torch.float32, cache_position=cp, batch_size=1)
+
+    with torch.no_grad():
+        pid = position_ids if position_ids is not None else torch.arange(T)[None, :]
+        cp = torch.arange(T)
+        if family == "stablelm":
+            mask = stablelm_mask(attention_mask if attention_mask is not None else torch.ones(1, T, dtype=torch.int64),
+                                 T, T, cp)
+        else:
+            mask = mask_fn(config=config, input_embeds=x, attention_mask=attention_mask, cache_position=cp,
+                           past_key_values=None, position_ids=pid)
+        prefill = run(x, cp, pid, mask, None)
+        if mode == "decode":
+            assert attention_mask is None and position_ids is None
+            past = DynamicCache(config=config)
+            outs = []
+            for a, b in decode_steps(T, prompt_length):
+                xs, cps = x[:, a:b], torch.arange(a, b)
+                if family == "stablelm":
+                    m = stablelm_mask(torch.ones(1, b, dtype=torch.int64), b - a, b, cps)
+                else:
+                    m = mask_fn(config=config, input_embeds=xs, attention_mask=None, cache_position=cps,
+                                past_key_values=past, position_ids=cps[None, :])
+                outs.append(run(xs, cps, cps[None, :], m, past))
+            out = torch.cat(outs, dim=1)
+            assert torch.allclose(out, prefill, atol=1e-5, rtol=1e-5), f"{family} decode != prefill"
+        else:
+            out = prefill
+
+    c = {"hidden_size": H, "num_attention_heads": config.num_attention_heads}
+    if config.num_key_value_heads != config.num_attention_heads:
+        c["num_key_value_heads"] = config.num_key_value_heads
+    if attn.head_dim * config.num_attention_heads != H:
+        c["head_dim"] = attn.head_dim
+    if attn.q_proj.bias is not None:
+        assert attn.o_proj.bias is not None, "q/k/v biases without an o_proj bias"
+        c["attention_bias"] = True
+    scale = attn.head_dim ** -0.5 if family == "stablelm" else attn.scaling
+    if family == "gemma2":
+        c["query_pre_attn_scalar"] = config.query_pre_attn_scalar
+        assert scale == config.query_pre_attn_scalar ** -0.5
+    else:
+        assert scale == attn.head_dim ** -0.5
+    if window is not None:
+        c["sliding_window"] = window
+    softcap = getattr(attn, "attn_logit_softcapping", None)
+    if softcap is not None:
+        c["attn_logit_softcapping"] = softcap
+    if family == "gpt_oss":
+        c["sinks"] = True
+    c["rope_theta"] = config.rope_theta
+    if getattr(config, "partial_rotary_factor", 1.0) != 1.0:
+        c["partial_rotary_factor"] = config.partial_rotary_factor
+    if getattr(config, "rope_scaling", None) is not None:
+        c["rope_scaling"] = config.rope_scaling
+        c["max_position_embeddings"] = config.max_position_embeddings
+    if mode == "decode":
+        c["prompt_length"] = prompt_length
+        c.update(cache or {})
+    inputs = [("hidden_states", x[0])]
+    if position_ids is not None:
+        inputs.append(("position_ids", position_ids[0].to(torch.int64)))
+    if attention_mask is not None:
+        inputs.append(("attention_mask", attention_mask[0].to(mask_dtype)))
+    rows = visible_rows(attention_mask, T, window, family == "gpt_oss")
+    return Case("attention", c, state(attn), inputs, {"hidden_states": out[0]},
+                src(f"transformers.models.{family}.{mod.__name__.split('.')[-1]}.{attn_cls}, layer {layer_idx}"),
+                mode=mode, row_mask=rows, tolerance=tolerance, what=what)
+
+
+def bloom_attention_case(seed, T, hidden, n_head, left_pad=0, mode="prefill", prompt_length=0, what=""):
+    config = transformers.BloomConfig(vocab_size=16, hidden_size=hidden, n_head=n_head, n_layer=2,
+                                      attn_implementation="eager")
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    attn = modeling_bloom.BloomAttention(config, layer_idx=0).eval()
+    init_params(attn, gen)
+    x = torch.randn(1, T, hidden, generator=gen)
+    am = padding_mask(T, left=left_pad)
+
+    def run(xs, am2d, cp, past):
+        q_len, kv_len = xs.shape[1], am2d.shape[1]
+        alibi = modeling_bloom.build_alibi_tensor(am2d, n_head, torch.float32)
+        mask = modeling_bloom.BloomModel._prepare_4d_causal_attention_mask_with_cache_position(
+            am2d, sequence_length=q_len, target_length=kv_len, dtype=torch.float32, cache_position=cp, batch_size=1)
+        residual = torch.zeros_like(xs)  # BloomAttention returns dense(context) + residual
+        return attn(xs, residual, alibi, mask, layer_past=past, use_cache=past is not None, cache_position=cp)[0]
+
+    with torch.no_grad():
+        prefill = run(x, am, torch.arange(T), None)
+        if mode == "decode":
+            assert not left_pad
+            past = DynamicCache()
+            outs = [run(x[:, a:b], torch.ones(1, b, dtype=torch.int64), torch.arange(a, b), past)
+                    for a, b in decode_steps(T, prompt_length)]
+            out = torch.cat(outs, dim=1)
+            assert torch.allclose(out, prefill, atol=1e-5, rtol=1e-5), "bloom decode != prefill"
+        else:
+            out = prefill
+    c = {"hidden_size": hidden, "num_attention_heads": n_head, "checkpoint_names": "bloom", "attention_bias": True,
+         "position_encoding": "alibi"}
+    inputs = [("hidden_states", x[0])]
+    if left_pad:
+        inputs.append(("attention_mask", am[0]))
+    if mode == "decode":
+        c["prompt_length"] = prompt_length
+    return Case("attention", c, state(attn), inputs, {"hidden_states": out[0]},
+                src("transformers.models.bloom.modeling_bloom.BloomAttention"), mode=mode,
+                row_mask=visible_rows(am if left_pad else None, T, None, False), what=what)
+
+
+# ------------------------------------------------------------------------------------------------
+# The case list (name, builder(seed)); base seeds are fixed, --roundtrip adds ROUNDTRIP_SEED_OFFSET.
+# ------------------------------------------------------------------------------------------------
+
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+          "original_max_position_embeddings": 16}
+GEMMA2 = dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=24,
+              attn_logit_softcapping=4.0, final_logit_softcapping=30.0, sliding_window=6)
+GPT_OSS = dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=4,
+               num_local_experts=4, num_experts_per_tok=2)
+
+
+def cases():
+    pad3 = padding_mask(11, left=3)
+    pad2 = padding_mask(12, left=2)
+    L = rope_attention_case
+    return [
+        ("linear_bias", lambda s: linear_case(s, 5, 24, 40, True)),
+        ("linear_no_bias_bf16_weights_f16_input", lambda s: linear_case(s, 4, 32, 16, False, torch.bfloat16,
+                                                                        torch.float16)),
+        ("mlp_llama_silu", lambda s: llama_mlp_case(s, 6, 32, 48, "silu", False)),
+        ("mlp_llama_bias_gelu_tanh", lambda s: llama_mlp_case(s, 5, 24, 40, "gelu_pytorch_tanh", True)),
+        ("mlp_t5_gated_gelu", lambda s: t5_ffn_case(s, 5, 32, 48, "gated-gelu")),
+        ("mlp_fc_gelu", lambda s: fc_mlp_case(s, 5, 32, 64, "gelu")),
+        ("rms_norm_llama", lambda s: rms_norm_case(s, 6, 48, 1e-5, False)),
+        ("rms_norm_gemma", lambda s: rms_norm_case(s, 6, 32, 1e-6, True)),
+        ("layer_norm", lambda s: layer_norm_case(s, 6, 40, 1e-5, True)),
+        ("layer_norm_no_bias", lambda s: layer_norm_case(s, 5, 24, 1e-6, False)),
+        ("embedding", lambda s: embedding_case(s, 50, 16, 9, torch.int64)),
+        ("embedding_int32_ids", lambda s: embedding_case(s, 20, 8, 6, torch.int32)),
+        ("attention_llama_mha", lambda s: L("llama", s, 7, dict(hidden_size=32, num_attention_heads=4),
+                                            what="MHA, default RoPE")),
+        ("attention_llama_gqa_llama3_rope", lambda s: L(
+            "llama", s, 10, dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, rope_theta=500000.0,
+                                 rope_scaling=LLAMA3, max_position_embeddings=128),
+            what="GQA 4/2, llama3 RoPE scaling, theta 5e5")),
+        ("attention_llama_mqa_linear_rope_position_ids", lambda s: L(
+            "llama", s, 9, dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=1,
+                                rope_scaling={"rope_type": "linear", "factor": 2.0}),
+            position_ids=torch.arange(5, 14)[None, :], what="MQA, linear RoPE scaling, position_ids 5..13")),
+        ("attention_llama_dynamic_rope", lambda s: L(
+            "llama", s, 12, dict(hidden_size=32, num_attention_heads=2, num_key_value_heads=2,
+                                 rope_scaling={"rope_type": "dynamic", "factor": 2.0}, max_position_embeddings=8),
+            what="dynamic NTK RoPE, T 12 > max_position_embeddings 8")),
+        ("attention_llama_yarn_rope", lambda s: L(
+            "llama", s, 8, dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                                rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                              "original_max_position_embeddings": 16}, max_position_embeddings=64),
+            what="YaRN RoPE (factor 4, original 16)")),
+        ("attention_llama_bias_head_dim", lambda s: L(
+            "llama", s, 8, dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                attention_bias=True),
+            what="attention_bias, head_dim 16 != hidden / heads")),
+        ("attention_llama_left_padding_bool_mask", lambda s: L(
+            "llama", s, 11, dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2),
+            attention_mask=pad3, position_ids=generate_position_ids(pad3), mask_dtype=torch.bool,
+            what="3 left pad tokens (BOOL mask), generate-style position_ids")),
+        ("attention_mistral_sliding_window", lambda s: L(
+            "mistral", s, 13, dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                   sliding_window=5, rope_theta=1000000.0),
+            what="sliding_window 5 < T, theta 1e6")),
+        ("attention_gemma2_sliding_softcap", lambda s: L(
+            "gemma2", s, 12, GEMMA2, layer_idx=0,
+            what="soft-cap 4, query_pre_attn_scalar 24, sliding layer (window 6)")),
+        ("attention_gemma2_global", lambda s: L("gemma2", s, 12, GEMMA2, layer_idx=1,
+                                                what="soft-cap 4, global layer")),
+        ("attention_gpt_oss_sinks_sliding_left_padding", lambda s: L(
+            "gpt_oss", s, 12, GPT_OSS, layer_idx=0, attention_mask=pad2, position_ids=generate_position_ids(pad2),
+            what="sinks, YaRN (gpt-oss default), biases, sliding window 4, 2 left pad tokens")),
+        ("attention_gpt_oss_sinks_full", lambda s: L("gpt_oss", s, 10, GPT_OSS, layer_idx=1,
+                                                     what="sinks, YaRN, biases, full layer")),
+        ("attention_stablelm_partial_rotary", lambda s: L(
+            "stablelm", s, 9, dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                                   partial_rotary_factor=0.5),
+            what="partial rotary (half of head_dim 8)")),
+        ("attention_bloom_alibi", lambda s: bloom_attention_case(s, 10, 32, 4, what="ALiBi, fused query_key_value")),
+        ("attention_bloom_alibi_3heads_left_padding", lambda s: bloom_attention_case(
+            s, 10, 24, 3, left_pad=2, what="ALiBi with 3 heads, 2 left pad tokens")),
+        ("decode_llama_gqa", lambda s: L(
+            "llama", s, 9, dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2), mode="decode",
+            what="GQA, every token alone")),
+        ("decode_llama_llama3_rope_prompt", lambda s: L(
+            "llama", s, 10, dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, rope_theta=500000.0,
+                                 rope_scaling=LLAMA3, max_position_embeddings=128),
+            mode="decode", prompt_length=5, what="llama3 RoPE, prompt of 5 then 5 single tokens")),
+        ("decode_mistral_sliding_window_ring_cache", lambda s: L(
+            "mistral", s, 11, dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                   sliding_window=4),
+            mode="decode", prompt_length=3,
+            cache={"cache_eviction": "sliding_window", "cache_capacity": 4},
+            what="sliding window 4, KV cache a ring of 4")),
+        ("decode_gemma2_softcap_f16_cache", lambda s: L(
+            "gemma2", s, 10, GEMMA2, layer_idx=0, mode="decode", cache={"cache_dtype": "float16"},
+            tolerance=1e-3, what="soft-cap, sliding layer, float16 KV cache")),
+        ("decode_gpt_oss_sinks", lambda s: L(
+            "gpt_oss", s, 10, GPT_OSS, layer_idx=0, mode="decode", prompt_length=4,
+            what="sinks, YaRN, biases, sliding window 4")),
+        ("decode_bloom_alibi", lambda s: bloom_attention_case(s, 8, 32, 4, mode="decode", prompt_length=3,
+                                                              what="ALiBi")),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# README
+# ------------------------------------------------------------------------------------------------
+
+README_HEAD = """# Golden conformance cases (eigenformer-run)
+
+Written by `tools/make_golden.py` from the reference implementations themselves (CPU, float32, eval mode,
+`attn_implementation="eager"`); read by `tests/test_conformance.cpp`, which runs every case through the
+library in-process and through the `eigenformer-run` binary. The tests never need Python.
+
+Generated with: {versions}, safetensors {st}, numpy {np}, Python {py}.
+
+## Regenerate
+
+```sh
+.venv/bin/python tools/make_golden.py            # writes the files and this README
+.venv/bin/python tools/make_golden.py --check    # compares byte for byte, exit 1 on a difference
+```
+
+No network: every config is built from keyword arguments. Re-running gives identical bytes. Another CPU
+or torch build may change the last bits of the expected outputs; the tests compare within a tolerance.
+
+## Format
+
+The case format is docs/conformance.md's: `__metadata__` holds `layer`, `mode` (where the layer has
+several), one string per config key (strings as they are, everything else JSON text), and `case`,
+`source` (the reference module and versions), `generator`. Tensors: the module's own `state_dict()` names
+without a prefix, and `input.*`. The module's output is stored in the same file as `expected.<output>`
+(e.g. `expected.hidden_states`, F32), which eigenformer-run ignores, with two optional companions:
+
+- `expected.hidden_states.row_mask` (I64 [T]): 1 = compare this row. 0 marks a query that sees no key
+  at all (causal attention over left padding, without sinks): HF's eager path returns an arbitrary
+  average there, eigenformer returns 0 before `o_proj`.
+- metadata `expected.tolerance`: a case-specific tolerance replacing the layer's (the float16 KV cache
+  case: its keys and values are rounded to float16 by design).
+
+Tolerance: max |got - want| <= tol * (1 + max |want|) over the compared rows; each layer's tol is in
+`eigenformer-run --list` / docs/conformance.md.
+
+Reference names: cases use the module's own state_dict names. Bloom's fused `query_key_value`
+(interleaved per head) and `dense` are read as they are (`checkpoint_names: bloom`); the runner splits
+the fused weight into q/k/v. T5's `wi_0`/`wi_1`/`wo` and CLIP's `fc1`/`fc2` likewise
+(`checkpoint_names: t5` / `fc`); their config uses the Llama key names (`hidden_size` = T5 `d_model`,
+`intermediate_size` = `d_ff`, `hidden_act` = `dense_act_fn`). Attention configs carry the layer's own
+values: a Gemma 2 or gpt-oss full-attention layer has no `sliding_window`.
+
+## Cases
+
+| case | layer | mode | reference | what | bytes |
+|---|---|---|---|---|---|
+"""
+
+
+def readme(rows, total):
+    import platform
+    text = README_HEAD.format(versions=VERSIONS, st=safetensors.__version__, np=np.__version__,
+                              py=platform.python_version())
+    for r in rows:
+        text += "| `{}` | {} | {} | `{}` | {} | {} |\n".format(*r)
+    text += f"\nTotal: {total} bytes.\n"
+    return text
+
+
+# ------------------------------------------------------------------------------------------------
+# Round trip through a runner binary
+# ------------------------------------------------------------------------------------------------
+
+
+def runner_tolerances(runner):
+    text = subprocess.run([runner, "--list"], check=True, capture_output=True, text=True).stdout
+    tol, layer = {}, None
+    for line in text.splitlines():
+        m = re.match(r"^### `([^`]+)`", line)
+        if m:
+            layer = m.group(1)
+        m = re.match(r"^Tolerance .*?: ([0-9.e+-]+)(.*)\.$", line)
+        if m and layer:
+            tol[(layer, None)] = float(m.group(1))
+            for mode, v in re.findall(r"; mode (\w+): ([0-9.e+-]+)", m.group(2)):
+                tol[(layer, mode)] = float(v)
+    return tol
+
+
+def compare(got, want, row_mask, tol):
+    got, want = got.double(), want.double()
+    if row_mask is not None:
+        keep = row_mask.bool()
+        got, want = got[keep], want[keep]
+    err = (got - want).abs().max().item() if want.numel() else 0.0
+    bound = tol * (1.0 + (want.abs().max().item() if want.numel() else 0.0))
+    return err, bound
+
+
+def roundtrip(runner):
+    tol = runner_tolerances(runner)
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make in cases():
+            case = make(seed_of(name) + ROUNDTRIP_SEED_OFFSET)
+            tensors, meta = case.file(name)
+            path, out = os.path.join(tmp, name + ".safetensors"), os.path.join(tmp, name + ".out.safetensors")
+            with open(path, "wb") as f:
+                f.write(safetensors_bytes(tensors, meta))
+            r = subprocess.run([runner, path, out], capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"FAIL {name}: exit {r.returncode}: {r.stderr.strip()}")
+                failures += 1
+                continue
+            t = case.tolerance if case.tolerance is not None else tol.get((case.layer, case.mode),
+                                                                           tol[(case.layer, None)])
+            with safe_open(out, framework="pt") as f:
+                for oname, want in case.expected.items():
+                    got = f.get_tensor("output." + oname)
+                    err, bound = compare(got, want, case.row_mask, t)
+                    ok = got.shape == want.shape and err <= bound
+                    failures += not ok
+                    print(f"{'ok  ' if ok else 'FAIL'} {name}: output.{oname} max |diff| {err:.3g} "
+                          f"(bound {bound:.3g})")
+        # A malformed case must be rejected with its own message and exit code 4.
+        case = cases()[0][1](1)
+        tensors, meta = case.file("missing_weight")
+        tensors = [(n, t) for n, t in tensors if n != "weight"]
+        path = os.path.join(tmp, "missing_weight.safetensors")
+        with open(path, "wb") as f:
+            f.write(safetensors_bytes(tensors, meta))
+        r = subprocess.run([runner, path, os.path.join(tmp, "x.safetensors")], capture_output=True, text=True)
+        ok = r.returncode == 4 and "missing weight" in r.stderr
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} malformed case rejected: exit {r.returncode}: {r.stderr.strip()}")
+    print(f"round trip: {failures} failure(s) ({VERSIONS})")
+    return 1 if failures else 0
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+SEEDS = {}
+
+
+def seed_of(name):
+    """A fixed seed per case (its index in the list + 1000)."""
+    if not SEEDS:
+        for i, (n, _) in enumerate(cases()):
+            SEEDS[n] = 1000 + i
+    return SEEDS[name]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--check", action="store_true", help="compare with the files on disk instead of writing")
+    ap.add_argument("--roundtrip", metavar="RUNNER", help="run fresh cases through this eigenformer-run binary")
+    args = ap.parse_args()
+    assert sys.byteorder == "little"
+    if args.roundtrip:
+        return roundtrip(args.roundtrip)
+    os.makedirs(args.out, exist_ok=True)
+    total, bad, rows = 0, 0, []
+    for name, make in cases():
+        case = make(seed_of(name))
+        tensors, meta = case.file(name)
+        data = safetensors_bytes(tensors, meta)
+        path = os.path.join(args.out, name + ".safetensors")
+        total += len(data)
+        rows.append((name, case.layer, case.mode or "forward", case.source.split(" (")[0], case.what, len(data)))
+        if args.check:
+            with open(path, "rb") as f:
+                same = f.read() == data
+            bad += not same
+            print(f"{'same' if same else 'DIFFERENT'}  {path}")
+            continue
+        with open(path, "wb") as f:
+            f.write(data)
+        verify_file(path, tensors, meta)
+        print(f"{len(data):7d} bytes  {path}")
+    text = readme(rows, total)
+    rpath = os.path.join(args.out, "README.md")
+    if args.check:
+        with open(rpath, encoding="utf-8") as f:
+            same = f.read() == text
+        bad += not same
+        print(f"{'same' if same else 'DIFFERENT'}  {rpath}")
+    else:
+        with open(rpath, "w", encoding="utf-8") as f:
+            f.write(text)
+    print(f"{total} bytes in total ({VERSIONS}, safetensors {safetensors.__version__}, numpy {np.__version__})")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
