@@ -15,6 +15,7 @@
 
 #include "kernels/elementwise.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/ternary.hpp"
 #include "kernels/norm.hpp"
 #include "kernels/softmax.hpp"
 
@@ -33,7 +34,9 @@
 #include "cache/kv_cache.hpp"
 
 #include "embedding/embedding.hpp"
+#include "ffn/bitnet_block.hpp"
 #include "ffn/mlp.hpp"
+#include "linear/bit_linear.hpp"
 #include "linear/linear.hpp"
 #include "norm/layer_norm.hpp"
 #include "norm/rms_norm.hpp"
