@@ -84,6 +84,7 @@ constexpr Index kKeyTile = 64;         // keys per tile
 constexpr Index kPackMinQueries = 16;  // pack K^T when at least this many queries
 constexpr Index kDecodeChunk = 1024;   // keys per chunk when decode splits long key ranges
 constexpr std::size_t kDecodeKeyStep = 2;  // keys per P V step when V is read in place
+constexpr Index kDecodeSubTile = 8;        // keys per S step in decode; also the prefetch distance
 constexpr double kMinParallelFlops = 2e6;  // smaller calls run on the calling thread
 
 // Per-item scratch: scaled queries, scores, output accumulator, running max/denominator, and the
@@ -99,6 +100,17 @@ struct Scratch {
 
 inline std::size_t scratch_floats(Index rows, Index G, Index d, Index dv) {
   return static_cast<std::size_t>(rows) * static_cast<std::size_t>(d + kKeyTile + dv + 2) + static_cast<std::size_t>(G);
+}
+
+// Software prefetch of rows [r0, r1) (stride ld, `len` elements each) of a cache being streamed:
+// the hardware prefetcher alone leaves the decode loops waiting on DRAM (measured +20% bandwidth).
+template <class E>
+EIGENFORMER_ALWAYS_INLINE void prefetch_rows(const E* base, Index ld, Index len, Index r0, Index r1) {
+  const Index bytes = len * static_cast<Index>(sizeof(E));
+  for (Index r = r0; r < r1; ++r) {
+    const char* p = reinterpret_cast<const char*>(base + r * ld);
+    for (Index b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 3);
+  }
 }
 
 // Are all n rows (stride ld) of dv values finite? (x * 0 is NaN exactly for inf and NaN x.)
@@ -256,8 +268,12 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
         // S = (scale Q) K^T for all rows of the group at once (K read once for all its heads).
         if (packed)
           kernels::gemm_nn(urows, un, ud, sc.qs, ud, kt + tile * kt_tile, ldS, sc.s, ldS, false);
-        else
-          kernels::gemm_nt(urows, un, ud, sc.qs, ud, kbase, static_cast<std::size_t>(sp.k_ld), sc.s, ldS);
+        else  // decode: 8 keys at a time, prefetching the K rows 8 keys ahead
+          for (Index j = 0; j < n; j += kDecodeSubTile) {
+            prefetch_rows(kbase, sp.k_ld, d, j + kDecodeSubTile, std::min(j + 2 * kDecodeSubTile, sp.tokens - j0));
+            kernels::gemm_nt(urows, static_cast<std::size_t>(std::min(kDecodeSubTile, n - j)), ud, sc.qs, ud,
+                             kbase + j * sp.k_ld, static_cast<std::size_t>(sp.k_ld), sc.s + j, ldS);
+          }
         for (Index r = 0; r < rows; ++r) {
           const Index gi = r / nq, ti = r % nq;
           float* srow = sc.s + r * kKeyTile;
@@ -282,9 +298,14 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
           // V in place (decode, straight from the cache): a few keys at a time, so that the micro-
           // kernel's column strips walk a few consecutive rows instead of striding down the whole
           // tile, which defeats the hardware prefetcher (measured 2.6x faster from DRAM).
-          for (std::size_t p0 = 0; p0 < un; p0 += kDecodeKeyStep)
-            kernels::gemm_nn(urows, udv, std::min(kDecodeKeyStep, un - p0), sc.s + p0, ldS, vbase + p0 * static_cast<std::size_t>(sp.v_ld),
-                             static_cast<std::size_t>(sp.v_ld), sc.acc, udv, true);
+          for (std::size_t p0 = 0; p0 < un; p0 += kDecodeKeyStep) {
+            const auto ip0 = static_cast<Index>(p0);
+            prefetch_rows(vbase, sp.v_ld, dv, ip0 + kDecodeSubTile,
+                          std::min<Index>(ip0 + kDecodeSubTile + static_cast<Index>(kDecodeKeyStep), sp.tokens - j0));
+            kernels::gemm_nn(urows, udv, std::min(kDecodeKeyStep, un - p0), sc.s + p0, ldS,
+                             vbase + p0 * static_cast<std::size_t>(sp.v_ld), static_cast<std::size_t>(sp.v_ld), sc.acc,
+                             udv, true);
+          }
         } else {
           for (Index r = 0; r < rows; ++r) {
             const Index gi = r / nq, ti = r % nq;
