@@ -16,7 +16,7 @@
 // Files are untrusted input. SafeTensors validates them as the reference implementation
 // (huggingface/safetensors, safetensors/src/tensor.rs: read_metadata / Metadata::validate) does,
 // and a little more strictly (the header must start with '{', unknown fields are rejected, JSON is
-// parsed by a strict parser that rejects duplicate keys):
+// parsed by the library's strict parser, core/json.hpp, which rejects duplicate keys):
 //   - the file holds at least the 8-byte length; N <= 100,000,000 (checked before anything is
 //     allocated); 8 + N lies within the file;
 //   - the header is valid UTF-8 and a single JSON object followed only by JSON whitespace;
@@ -59,6 +59,7 @@
 
 #include "eigenformer/core/error.hpp"
 #include "eigenformer/core/half.hpp"
+#include "eigenformer/core/json.hpp"
 #include "eigenformer/core/tensor.hpp"
 
 #if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && \
@@ -175,408 +176,8 @@ namespace st {
 
 inline constexpr std::uint64_t kMaxHeaderSize = 100'000'000;  // as MAX_HEADER_SIZE in tensor.rs
 inline constexpr int kMaxJsonDepth = 64;  // the format needs 3 levels
-inline constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-/// "0x1f"
-inline std::string hex_byte(unsigned char c) {
-  static const char digits[] = "0123456789abcdef";
-  std::string s = "0x";
-  s += digits[c >> 4];
-  s += digits[c & 15];
-  return s;
-}
-
-/// Offset of the first byte that starts an invalid UTF-8 sequence (Unicode Table 3-7: no
-/// overlong forms, no surrogates, nothing above U+10FFFF), or npos.
-inline std::size_t utf8_invalid_at(const unsigned char* s, std::size_t n) noexcept {
-  std::size_t i = 0;
-  while (i < n) {
-    const unsigned c = s[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len;
-    unsigned lo = 0x80, hi = 0xbf;  // allowed range of the second byte
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      if (c == 0xe0) lo = 0xa0;       // overlong
-      else if (c == 0xed) hi = 0x9f;  // surrogates
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      if (c == 0xf0) lo = 0x90;       // overlong
-      else if (c == 0xf4) hi = 0x8f;  // > U+10FFFF
-    } else {
-      return i;
-    }
-    if (n - i < len || s[i + 1] < lo || s[i + 1] > hi) return i;
-    for (std::size_t k = 2; k < len; ++k)
-      if ((s[i + k] & 0xc0u) != 0x80u) return i;
-    i += len;
-  }
-  return npos;
-}
-
-inline bool valid_utf8(std::string_view s) noexcept {
-  return utf8_invalid_at(reinterpret_cast<const unsigned char*>(s.data()), s.size()) == npos;
-}
-
-/// A name for an error message: 'name', control characters (and, in invalid UTF-8, all non-ASCII
-/// bytes) escaped as \xNN, cut after `max_len` bytes.
-inline std::string quote(std::string_view s, std::size_t max_len = 120) {
-  const bool utf8 = valid_utf8(s);
-  std::size_t n = s.size();
-  const bool cut = n > max_len;
-  if (cut) {
-    n = max_len;
-    if (utf8)
-      while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0u) == 0x80u) --n;
-  }
-  std::string out = "'";
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
-      out += "\\x";
-      out += hex_byte(c).substr(2);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (cut) out += "...";
-  out += '\'';
-  return out;
-}
-
-/// Appends code point `cp` (a Unicode scalar value) as UTF-8.
-inline void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xc0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xe0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  }
-}
-
-/// Appends `s` as a JSON string literal (quotes included). `s` must be valid UTF-8.
-inline void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += hex_byte(c).substr(2);
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-}
-
-/// A strict pull parser over the JSON text of a header (RFC 8259: objects, arrays, strings with
-/// all escapes, numbers, true/false/null), with a nesting limit. Errors throw ErrorKind::format
-/// naming the byte position within the header.
-class JsonReader {
- public:
-  enum class Kind { object, array, string, number, boolean, null, end, invalid };
-
-  JsonReader(std::string_view text, std::string_view where) : s_(text), where_(where) {}
-
-  static const char* kind_name(Kind k) noexcept {
-    switch (k) {
-      case Kind::object: return "an object";
-      case Kind::array: return "an array";
-      case Kind::string: return "a string";
-      case Kind::number: return "a number";
-      case Kind::boolean: return "a boolean";
-      case Kind::null: return "null";
-      case Kind::end: return "the end of the header";
-      case Kind::invalid: return "an invalid character";
-    }
-    return "?";
-  }
-
-  template <class... Args>
-  [[noreturn]] void error_at(std::size_t pos, const Args&... args) const {
-    fail(ErrorKind::format, where_, "invalid JSON in header at byte ", pos, ": ", args...);
-  }
-
-  /// The kind of the next value (skips whitespace).
-  Kind peek() {
-    skip_ws();
-    if (i_ >= s_.size()) return Kind::end;
-    switch (s_[i_]) {
-      case '{': return Kind::object;
-      case '[': return Kind::array;
-      case '"': return Kind::string;
-      case 't':
-      case 'f': return Kind::boolean;
-      case 'n': return Kind::null;
-      default: return s_[i_] == '-' || is_digit(s_[i_]) ? Kind::number : Kind::invalid;
-    }
-  }
-
-  /// Byte position of the last key returned by next_member().
-  std::size_t key_pos() const noexcept { return key_pos_; }
-
-  void begin_object() { open('{', "an object"); }
-  void begin_array() { open('[', "an array"); }
-
-  /// Iterates the members of an object after begin_object(): `first` starts true; returns false
-  /// (having consumed the '}') when the object ends, else reads the key and the ':'.
-  bool next_member(bool& first, std::string& key) {
-    skip_ws();
-    if (first) {
-      first = false;
-      if (at('}')) return close();
-    } else {
-      if (at('}')) return close();
-      if (!at(',')) error_at(i_, "expected ',' or '}' after an object member, found ", found());
-      ++i_;
-      skip_ws();
-    }
-    key_pos_ = i_;
-    if (!at('"')) error_at(i_, "expected a string key, found ", found());
-    key = string();
-    skip_ws();
-    if (!at(':')) error_at(i_, "expected ':' after key ", quote(key), ", found ", found());
-    ++i_;
-    return true;
-  }
-
-  /// Iterates the elements of an array after begin_array(): returns false (having consumed the
-  /// ']') when the array ends; else the caller reads one value. ("[1,]" is caught by the
-  /// caller's value parse, which finds ']'.)
-  bool next_element(bool& first) {
-    skip_ws();
-    if (at(']')) return close();
-    if (first) {
-      first = false;
-      return true;
-    }
-    if (!at(',')) error_at(i_, "expected ',' or ']' after an array element, found ", found());
-    ++i_;
-    return true;
-  }
-
-  /// A string value, escapes decoded (\uXXXX incl. surrogate pairs; lone surrogates rejected).
-  std::string string() {
-    skip_ws();
-    if (!at('"')) error_at(i_, "expected a string, found ", found());
-    ++i_;
-    std::string out;
-    for (;;) {
-      std::size_t run = i_;
-      while (run < s_.size() && s_[run] != '"' && s_[run] != '\\' &&
-             static_cast<unsigned char>(s_[run]) >= 0x20)
-        ++run;
-      out.append(s_.data() + i_, run - i_);
-      i_ = run;
-      if (i_ >= s_.size()) error_at(i_, "unterminated string");
-      const auto c = static_cast<unsigned char>(s_[i_]);
-      if (c == '"') {
-        ++i_;
-        return out;
-      }
-      if (c != '\\') error_at(i_, "unescaped control character ", hex_byte(c), " in a string");
-      escape(out);
-    }
-  }
-
-  /// The text of a number value (grammar-checked: -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?).
-  std::string_view number() {
-    skip_ws();
-    const std::size_t start = i_;
-    if (at('-')) ++i_;
-    if (!digit_here()) error_at(start, "invalid number");
-    if (at('0')) {
-      ++i_;
-    } else {
-      while (digit_here()) ++i_;
-    }
-    if (at('.')) {
-      ++i_;
-      if (!digit_here()) error_at(start, "invalid number: no digits after '.'");
-      while (digit_here()) ++i_;
-    }
-    if (at('e') || at('E')) {
-      ++i_;
-      if (at('+') || at('-')) ++i_;
-      if (!digit_here()) error_at(start, "invalid number: no digits in the exponent");
-      while (digit_here()) ++i_;
-    }
-    return s_.substr(start, i_ - start);
-  }
-
-  /// true, false or null.
-  void literal() {
-    skip_ws();
-    for (const char* word : {"true", "false", "null"}) {
-      const std::size_t n = std::strlen(word);
-      if (s_.substr(i_, n) == word) {
-        i_ += n;
-        return;
-      }
-    }
-    error_at(i_, "invalid literal (expected true, false or null)");
-  }
-
-  /// Parses and discards any value; objects are checked for duplicate keys.
-  void skip_value() {
-    const Kind k = peek();
-    switch (k) {
-      case Kind::object: {
-        begin_object();
-        std::set<std::string> keys;
-        bool first = true;
-        std::string key;
-        while (next_member(first, key)) {
-          const auto ins = keys.insert(std::move(key));
-          if (!ins.second) {
-            if (depth_ == 1 && *ins.first != "__metadata__")
-              error_at(key_pos_, "duplicate tensor name ", quote(*ins.first));
-            error_at(key_pos_, "duplicate key ", quote(*ins.first));
-          }
-          skip_value();
-        }
-        return;
-      }
-      case Kind::array: {
-        begin_array();
-        bool first = true;
-        while (next_element(first)) skip_value();
-        return;
-      }
-      case Kind::string: (void)string(); return;
-      case Kind::number: (void)number(); return;
-      case Kind::boolean:
-      case Kind::null: literal(); return;
-      case Kind::end:
-      case Kind::invalid: error_at(i_, "expected a value, found ", found());
-    }
-  }
-
-  /// After the top-level value: only JSON whitespace (the padding writers add) may follow.
-  void finish() {
-    skip_ws();
-    if (i_ != s_.size())
-      error_at(i_, "unexpected ", found(),
-               " after the top-level object (only whitespace padding may follow it)");
-  }
-
- private:
-  static bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-  bool at(char c) const noexcept { return i_ < s_.size() && s_[i_] == c; }
-  bool digit_here() const noexcept { return i_ < s_.size() && is_digit(s_[i_]); }
-
-  void skip_ws() noexcept {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r'))
-      ++i_;
-  }
-
-  std::string found() const {
-    if (i_ >= s_.size()) return "the end of the header";
-    const auto c = static_cast<unsigned char>(s_[i_]);
-    if (c >= 0x21 && c < 0x7f) return std::string("'") + static_cast<char>(c) + "'";
-    return "byte " + hex_byte(c);
-  }
-
-  void open(char c, const char* what) {
-    skip_ws();
-    if (!at(c)) error_at(i_, "expected ", what, ", found ", found());
-    if (++depth_ > kMaxJsonDepth) error_at(i_, "nesting deeper than ", kMaxJsonDepth, " levels");
-    ++i_;
-  }
-
-  bool close() {
-    ++i_;
-    --depth_;
-    return false;
-  }
-
-  std::uint32_t hex4(std::size_t escape_pos) {
-    if (s_.size() - i_ < 4) error_at(escape_pos, "truncated \\u escape");
-    std::uint32_t v = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = s_[i_++];
-      std::uint32_t d;
-      if (c >= '0' && c <= '9') d = static_cast<std::uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f') d = static_cast<std::uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') d = static_cast<std::uint32_t>(c - 'A' + 10);
-      else error_at(escape_pos, "invalid \\u escape (expected 4 hex digits)");
-      v = v * 16 + d;
-    }
-    return v;
-  }
-
-  static std::string u_escape(std::uint32_t v) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(v));
-    return buf;
-  }
-
-  void escape(std::string& out) {
-    const std::size_t pos = i_++;  // at the backslash
-    if (i_ >= s_.size()) error_at(pos, "unterminated escape sequence");
-    const char e = s_[i_++];
-    switch (e) {
-      case '"': out += '"'; return;
-      case '\\': out += '\\'; return;
-      case '/': out += '/'; return;
-      case 'b': out += '\b'; return;
-      case 'f': out += '\f'; return;
-      case 'n': out += '\n'; return;
-      case 'r': out += '\r'; return;
-      case 't': out += '\t'; return;
-      case 'u': {
-        std::uint32_t cp = hex4(pos);
-        if (cp >= 0xdc00 && cp <= 0xdfff)
-          error_at(pos, "lone low surrogate ", u_escape(cp), " in a string");
-        if (cp >= 0xd800 && cp <= 0xdbff) {
-          if (!(at('\\') && i_ + 1 < s_.size() && s_[i_ + 1] == 'u'))
-            error_at(pos, "lone high surrogate ", u_escape(cp), " in a string");
-          const std::size_t pos2 = i_;
-          i_ += 2;
-          const std::uint32_t lo = hex4(pos2);
-          if (lo < 0xdc00 || lo > 0xdfff)
-            error_at(pos, "high surrogate ", u_escape(cp), " followed by ", u_escape(lo),
-                     ", not a low surrogate");
-          cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-        }
-        append_utf8(out, cp);
-        return;
-      }
-      default:
-        error_at(pos, "invalid escape sequence ", quote(s_.substr(pos, 2)));
-    }
-  }
-
-  std::string_view s_;
-  std::string_view where_;
-  std::size_t i_ = 0;
-  std::size_t key_pos_ = 0;
-  int depth_ = 0;
-};
+using json::quote;
 
 /// Checks the 8-byte length prefix against the file size; returns the header length N.
 /// `p` holds at least min(8, file_size) bytes. Nothing is allocated from N before these checks.
@@ -597,15 +198,15 @@ inline std::uint64_t check_prefix(const std::uint8_t* p, std::uint64_t file_size
 }
 
 /// A non-negative JSON integer field of a tensor entry, at most `max`.
-inline std::uint64_t read_uint(JsonReader& r, std::string_view where, std::string_view tensor,
+inline std::uint64_t read_uint(json::Reader& r, std::string_view where, std::string_view tensor,
                                const char* field, std::size_t index, std::uint64_t max) {
   const auto what = [&] {
     return detail::concat("tensor ", quote(tensor), ": ", field, "[", index, "]");
   };
-  const JsonReader::Kind k = r.peek();
-  if (k != JsonReader::Kind::number)
+  const json::Kind k = r.peek();
+  if (k != json::Kind::number)
     fail(ErrorKind::format, where, what(), " must be a non-negative integer, got ",
-         JsonReader::kind_name(k));
+         json::kind_name(k));
   const std::string_view text = r.number();
   const std::string shown = text.size() > 40 ? std::string(text.substr(0, 40)) + "..."
                                              : std::string(text);
@@ -622,13 +223,13 @@ inline std::uint64_t read_uint(JsonReader& r, std::string_view where, std::strin
   return v;
 }
 
-inline void parse_tensor_entry(JsonReader& r, std::string_view where, TensorInfo& t) {
-  using Kind = JsonReader::Kind;
+inline void parse_tensor_entry(json::Reader& r, std::string_view where, TensorInfo& t) {
+  using Kind = json::Kind;
   const Kind k = r.peek();
   if (k != Kind::object)
     fail(ErrorKind::format, where, "tensor ", quote(t.name),
          ": entry must be an object {\"dtype\", \"shape\", \"data_offsets\"}, got ",
-         JsonReader::kind_name(k));
+         json::kind_name(k));
   r.begin_object();
   bool has_dtype = false, has_shape = false, has_offsets = false;
   bool first = true;
@@ -638,7 +239,7 @@ inline void parse_tensor_entry(JsonReader& r, std::string_view where, TensorInfo
       const Kind kd = r.peek();
       if (kd != Kind::string)
         fail(ErrorKind::format, where, "tensor ", quote(t.name), ": 'dtype' must be a string, got ",
-             JsonReader::kind_name(kd));
+             json::kind_name(kd));
       const std::string name = r.string();
       const auto d = dtype_from_name(name);
       if (!d) fail(ErrorKind::format, where, "tensor ", quote(t.name), ": unknown dtype ", quote(name));
@@ -648,7 +249,7 @@ inline void parse_tensor_entry(JsonReader& r, std::string_view where, TensorInfo
       const Kind ks = r.peek();
       if (ks != Kind::array)
         fail(ErrorKind::format, where, "tensor ", quote(t.name),
-             ": 'shape' must be an array of non-negative integers, got ", JsonReader::kind_name(ks));
+             ": 'shape' must be an array of non-negative integers, got ", json::kind_name(ks));
       r.begin_array();
       bool f = true;
       while (r.next_element(f))
@@ -660,7 +261,7 @@ inline void parse_tensor_entry(JsonReader& r, std::string_view where, TensorInfo
       const Kind ko = r.peek();
       if (ko != Kind::array)
         fail(ErrorKind::format, where, "tensor ", quote(t.name),
-             ": 'data_offsets' must be an array [begin, end], got ", JsonReader::kind_name(ko));
+             ": 'data_offsets' must be an array [begin, end], got ", json::kind_name(ko));
       r.begin_array();
       bool f = true;
       std::size_t count = 0;
@@ -686,9 +287,9 @@ inline void parse_tensor_entry(JsonReader& r, std::string_view where, TensorInfo
   if (missing) fail(ErrorKind::format, where, "tensor ", quote(t.name), ": missing field '", missing, "'");
 }
 
-inline void parse_metadata(JsonReader& r, std::string_view where,
+inline void parse_metadata(json::Reader& r, std::string_view where,
                            std::map<std::string, std::string>& metadata) {
-  using Kind = JsonReader::Kind;
+  using Kind = json::Kind;
   const Kind k = r.peek();
   if (k == Kind::null) {  // serde reads null as "no metadata" (Option<HashMap>)
     r.literal();
@@ -696,7 +297,7 @@ inline void parse_metadata(JsonReader& r, std::string_view where,
   }
   if (k != Kind::object)
     fail(ErrorKind::format, where, "'__metadata__' must be an object of strings, got ",
-         JsonReader::kind_name(k));
+         json::kind_name(k));
   r.begin_object();
   bool first = true;
   std::string key;
@@ -704,7 +305,7 @@ inline void parse_metadata(JsonReader& r, std::string_view where,
     const Kind kv = r.peek();
     if (kv != Kind::string)
       fail(ErrorKind::format, where, "'__metadata__' value of key ", quote(key),
-           " must be a string, got ", JsonReader::kind_name(kv));
+           " must be a string, got ", json::kind_name(kv));
     metadata[key] = r.string();
   }
 }
@@ -716,12 +317,20 @@ inline void parse_header(std::string_view header, std::size_t data_size, std::st
                          std::map<std::string, std::string>& metadata) {
   // Pass 1: syntax, nesting depth, duplicate keys, trailing bytes. Pass 2 then reads a document
   // known to be well-formed JSON, so a syntax error is always reported as such.
+  // A repeated top-level key is named as a tensor.
   {
-    JsonReader r(header, where);
-    r.skip_value();
+    json::Reader r(header, where, ErrorKind::format, "header", kMaxJsonDepth);
+    r.begin_object();
+    std::set<std::string> names;
+    bool first = true;
+    std::string key;
+    while (r.next_member(first, key)) {
+      r.record_key(names, key, key == "__metadata__" ? "key" : "tensor name");
+      r.skip_value();
+    }
     r.finish();
   }
-  JsonReader r(header, where);
+  json::Reader r(header, where, ErrorKind::format, "header", kMaxJsonDepth);
   r.begin_object();
   bool first = true;
   std::string key;
@@ -967,18 +576,18 @@ class SafeTensors {
       const std::string& b = t.name.size() > name.size() ? name : t.name;
       if (!b.empty() && a.size() > b.size() && a.compare(a.size() - b.size(), b.size(), b) == 0 &&
           a[a.size() - b.size() - 1] == '.') {
-        hint = "; did you mean " + detail::st::quote(t.name) + "?";
+        hint = "; did you mean " + json::quote(t.name) + "?";
         break;
       }
     }
-    fail(ErrorKind::missing_weight, where_or_source(where), "weight ", detail::st::quote(name),
+    fail(ErrorKind::missing_weight, where_or_source(where), "weight ", json::quote(name),
          " not found in ", source_, " (", tensors_.size(), " tensors)", hint);
   }
 
   /// Raw little-endian bytes of a tensor of this file (end - begin bytes, possibly unaligned).
   const std::uint8_t* data(const TensorInfo& t) const {
     check(t.begin <= t.end && t.end <= data_size_, ErrorKind::invalid_argument, source_,
-          "tensor ", detail::st::quote(t.name), " data_offsets [", t.begin, ", ", t.end,
+          "tensor ", json::quote(t.name), " data_offsets [", t.begin, ", ", t.end,
           "] lie outside the data buffer of ", data_size_, " bytes (TensorInfo of another file?)");
     return data_ + t.begin;
   }
@@ -1007,7 +616,7 @@ class SafeTensors {
     const TensorInfo& t = info(name, where);
     const auto ok = [](std::int64_t have, Index want) { return want < 0 || have == want; };
     if (t.shape.size() != 2 || !ok(t.shape[0], rows) || !ok(t.shape[1], cols))
-      fail(ErrorKind::shape_mismatch, where_or_source(where), "weight ", detail::st::quote(name),
+      fail(ErrorKind::shape_mismatch, where_or_source(where), "weight ", json::quote(name),
            " has shape ", shape_str(t.shape), ", expected [", dim_str(rows), ", ", dim_str(cols),
            "]");
     Matrix<T> m(static_cast<Index>(t.shape[0]), static_cast<Index>(t.shape[1]));
@@ -1020,7 +629,7 @@ class SafeTensors {
   Vector<T> vector(const std::string& name, Index n, std::string_view where = {}) const {
     const TensorInfo& t = info(name, where);
     if (t.shape.size() != 1 || (n >= 0 && t.shape[0] != n))
-      fail(ErrorKind::shape_mismatch, where_or_source(where), "weight ", detail::st::quote(name),
+      fail(ErrorKind::shape_mismatch, where_or_source(where), "weight ", json::quote(name),
            " has shape ", shape_str(t.shape), ", expected [", dim_str(n), "]");
     Vector<T> v(static_cast<Index>(t.shape[0]));
     read_as(t, v.data(), static_cast<std::size_t>(v.size()), where_or_source(where));
@@ -1059,15 +668,15 @@ class SafeTensors {
   void parse(const std::uint8_t* file, std::size_t size) {
     const auto n = static_cast<std::size_t>(detail::st::check_prefix(file, size, source_));
     const std::uint8_t* h = file + 8;
-    const std::size_t bad = detail::st::utf8_invalid_at(h, n);
-    if (bad != detail::st::npos)
+    const std::size_t bad = json::utf8_invalid_at(h, n);
+    if (bad != json::npos)
       fail(ErrorKind::format, source_, "header is not valid UTF-8: byte ",
-           detail::st::hex_byte(h[bad]), " at header byte ", bad);
+           json::hex_byte(h[bad]), " at header byte ", bad);
     if (n == 0) fail(ErrorKind::format, source_, "header is empty; it must be a JSON object");
     if (h[0] != '{')
       fail(ErrorKind::format, source_, "header must start with '{', found ",
            h[0] >= 0x21 && h[0] < 0x7f ? std::string("'") + static_cast<char>(h[0]) + "'"
-                                       : "byte " + detail::st::hex_byte(h[0]));
+                                       : "byte " + json::hex_byte(h[0]));
     const std::size_t data_size = size - 8 - n;
     detail::st::parse_header(std::string_view(reinterpret_cast<const char*>(h), n), data_size,
                              source_, tensors_, metadata_);
@@ -1089,7 +698,7 @@ class SafeTensors {
       const Src v = detail::st::load_le<Src>(p + i * sizeof(Src));
       if constexpr (std::is_integral_v<T>) {
         if (!detail::st::int_fits<T>(v))
-          fail(ErrorKind::dtype_mismatch, where, "tensor ", detail::st::quote(t.name), " (",
+          fail(ErrorKind::dtype_mismatch, where, "tensor ", json::quote(t.name), " (",
                dtype_name(t.dtype), ") element ", i, " = ", +v, " does not fit in ",
                detail::st::type_name<T>());
       }
@@ -1105,10 +714,10 @@ class SafeTensors {
     const auto n = static_cast<std::size_t>(t.numel());
     check(t.numel() >= 0 && n <= (t.end - t.begin) / dtype_size(t.dtype) &&
               n * dtype_size(t.dtype) == t.end - t.begin,
-          ErrorKind::invalid_argument, where, "tensor ", detail::st::quote(t.name), ": dtype ",
+          ErrorKind::invalid_argument, where, "tensor ", json::quote(t.name), ": dtype ",
           dtype_name(t.dtype), " x shape ", shape_str(t.shape), " does not match data_offsets [",
           t.begin, ", ", t.end, "] (TensorInfo of another file?)");
-    check(count == n, ErrorKind::invalid_argument, where, "tensor ", detail::st::quote(t.name),
+    check(count == n, ErrorKind::invalid_argument, where, "tensor ", json::quote(t.name),
           " has ", n, " elements (shape ", shape_str(t.shape), "), but the output holds ", count);
     constexpr bool float_out = std::is_floating_point_v<T>;
     switch (t.dtype) {
@@ -1149,11 +758,11 @@ class SafeTensors {
       case Dtype::I32: convert_int<T, std::int32_t>(t, p, out, n, where); return;
       case Dtype::I64: convert_int<T, std::int64_t>(t, p, out, n, where); return;
       default:
-        fail(ErrorKind::dtype_mismatch, where, "tensor ", detail::st::quote(t.name), " has dtype ",
+        fail(ErrorKind::dtype_mismatch, where, "tensor ", json::quote(t.name), " has dtype ",
              dtype_name(t.dtype), ", which cannot be read (supported: F32, F16, BF16, F64, I8, U8, "
              "I32, I64)");
     }
-    fail(ErrorKind::dtype_mismatch, where, "tensor ", detail::st::quote(t.name), " has dtype ",
+    fail(ErrorKind::dtype_mismatch, where, "tensor ", json::quote(t.name), " has dtype ",
          dtype_name(t.dtype), ", which cannot be read as ", detail::st::type_name<T>(),
          " (floating-point data converts only to float or double)");
   }
@@ -1179,8 +788,8 @@ class SafeTensorsWriter {
  public:
   /// Sets (or replaces) a "__metadata__" entry. Key and value must be valid UTF-8.
   void set_metadata(const std::string& key, const std::string& value) {
-    check(detail::st::valid_utf8(key) && detail::st::valid_utf8(value),
-          ErrorKind::invalid_argument, kWhere, "metadata key ", detail::st::quote(key),
+    check(json::valid_utf8(key) && json::valid_utf8(value),
+          ErrorKind::invalid_argument, kWhere, "metadata key ", json::quote(key),
           " or its value is not valid UTF-8");
     metadata_[key] = value;
   }
@@ -1189,11 +798,11 @@ class SafeTensorsWriter {
   void add(const std::string& name, Dtype dtype, std::vector<std::int64_t> shape, const void* bytes,
            std::size_t nbytes) {
     const std::size_t need = checked_nbytes(name, dtype, shape);
-    check(nbytes == need, ErrorKind::invalid_argument, kWhere, "tensor ", detail::st::quote(name),
+    check(nbytes == need, ErrorKind::invalid_argument, kWhere, "tensor ", json::quote(name),
           ": dtype ", dtype_name(dtype), " x shape ", shape_str(shape), " needs ", need,
           " bytes, got ", nbytes);
     check(bytes != nullptr || nbytes == 0, ErrorKind::invalid_argument, kWhere, "tensor ",
-          detail::st::quote(name), ": null data pointer");
+          json::quote(name), ": null data pointer");
     const auto* b = static_cast<const std::uint8_t*>(bytes);
     push(name, dtype, std::move(shape), nbytes ? std::vector<std::uint8_t>(b, b + nbytes)
                                                : std::vector<std::uint8_t>());
@@ -1207,7 +816,7 @@ class SafeTensorsWriter {
     using Scalar = typename Derived::Scalar;
     static_assert(std::is_arithmetic_v<Scalar>, "SafeTensorsWriter::add: real scalars only");
     check(store == Dtype::F32 || store == Dtype::F16 || store == Dtype::BF16 || store == Dtype::F64,
-          ErrorKind::invalid_argument, kWhere, "tensor ", detail::st::quote(name),
+          ErrorKind::invalid_argument, kWhere, "tensor ", json::quote(name),
           ": cannot store an Eigen matrix as ", dtype_name(store), " (use F32, F16, BF16 or F64)");
     const Index rows = m.rows(), cols = m.cols();
     const std::vector<std::int64_t> shape =
@@ -1291,18 +900,18 @@ class SafeTensorsWriter {
 
   std::size_t checked_nbytes(const std::string& name, Dtype dtype,
                              const std::vector<std::int64_t>& shape) const {
-    check(detail::st::valid_utf8(name), ErrorKind::invalid_argument, kWhere, "tensor name ",
-          detail::st::quote(name), " is not valid UTF-8");
+    check(json::valid_utf8(name), ErrorKind::invalid_argument, kWhere, "tensor name ",
+          json::quote(name), " is not valid UTF-8");
     check(name != "__metadata__", ErrorKind::invalid_argument, kWhere,
           "'__metadata__' is reserved and cannot name a tensor");
     check(names_.count(name) == 0, ErrorKind::invalid_argument, kWhere, "duplicate tensor name ",
-          detail::st::quote(name));
+          json::quote(name));
     std::size_t n = dtype_size(dtype);
     for (const std::int64_t d : shape) {
-      check(d >= 0, ErrorKind::invalid_argument, kWhere, "tensor ", detail::st::quote(name),
+      check(d >= 0, ErrorKind::invalid_argument, kWhere, "tensor ", json::quote(name),
             ": shape ", shape_str(shape), " has a negative dimension");
       check(d == 0 || n <= std::numeric_limits<std::size_t>::max() / static_cast<std::uint64_t>(d),
-            ErrorKind::invalid_argument, kWhere, "tensor ", detail::st::quote(name), ": shape ",
+            ErrorKind::invalid_argument, kWhere, "tensor ", json::quote(name), ": shape ",
             shape_str(shape), " overflows the byte size");
       n *= static_cast<std::size_t>(d);
     }
@@ -1324,9 +933,9 @@ class SafeTensorsWriter {
       for (const auto& [k, v] : metadata_) {
         if (!first) h += ',';
         first = false;
-        detail::st::append_json_string(h, k);
+        json::append_string(h, k);
         h += ':';
-        detail::st::append_json_string(h, v);
+        json::append_string(h, v);
       }
       h += '}';
       first = false;
@@ -1335,7 +944,7 @@ class SafeTensorsWriter {
     for (const Entry& e : entries_) {
       if (!first) h += ',';
       first = false;
-      detail::st::append_json_string(h, e.name);
+      json::append_string(h, e.name);
       h += ":{\"dtype\":\"";
       h += dtype_name(e.dtype);
       h += "\",\"shape\":[";
