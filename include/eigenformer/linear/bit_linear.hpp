@@ -293,23 +293,23 @@ class BitLinear {
     if (info.dtype == Dtype::U8) {
       const Index R = (cfg.out_features + 3) / 4;
       check(info.shape.size() == 2 && info.shape[0] == R && info.shape[1] == cfg.in_features, ErrorKind::shape_mismatch,
-            where, "packed weight ", detail::st::quote(wname), " has shape ", shape_str(info.shape), ", expected [", R,
+            where, "packed weight ", json::quote(wname), " has shape ", shape_str(info.shape), ", expected [", R,
             ", ", cfg.in_features, "] (ceil(out_features / 4), in_features) for out_features = ", cfg.out_features);
       std::vector<std::int8_t> t(static_cast<std::size_t>(cfg.out_features * cfg.in_features));
       hf_unpack_ternary(st.data(info), cfg.out_features, cfg.in_features, t.data(), where);
       const std::string sname = join_name(prefix, "weight_scale");
       const TensorInfo& si = st.info(sname, where);
       check(si.numel() == 1 && si.shape.size() <= 1, ErrorKind::shape_mismatch, where, "weight scale ",
-            detail::st::quote(sname), " has shape ", shape_str(si.shape), ", expected [1] or []");
+            json::quote(sname), " has shape ", shape_str(si.shape), ", expected [1] or []");
       const float scale = st.to_vector<float>(sname, where)[0];
-      check(std::isfinite(scale) && scale > 0, ErrorKind::format, where, "weight scale ", detail::st::quote(sname),
+      check(std::isfinite(scale) && scale > 0, ErrorKind::format, where, "weight scale ", json::quote(sname),
             " = ", scale, " must be finite and > 0");
       layer = BitLinear(cfg, t.data(), scale, cfg.packed_scale, std::move(bias), prefix);
     } else if (info.dtype == Dtype::F32 || info.dtype == Dtype::F16 || info.dtype == Dtype::BF16 ||
                info.dtype == Dtype::F64) {
       layer = quantize(cfg, st.matrix<float>(wname, cfg.out_features, cfg.in_features, where), std::move(bias), prefix);
     } else {
-      fail(ErrorKind::dtype_mismatch, where, "weight ", detail::st::quote(wname), " has dtype ", dtype_name(info.dtype),
+      fail(ErrorKind::dtype_mismatch, where, "weight ", json::quote(wname), " has dtype ", dtype_name(info.dtype),
            "; expected U8 (transformers' packed ternary weights) or F32/F16/BF16/F64 (quantized on load)");
     }
     if (cfg.rms_norm)
