@@ -33,6 +33,7 @@
 #include "../core/workspace.hpp"
 #include "../io/safetensors.hpp"
 #include "../linear/linear.hpp"
+#include "../norm/rms_norm.hpp"
 #include "../ops/attention.hpp"
 #include "../position/alibi.hpp"
 #include "../position/rope.hpp"
@@ -61,12 +62,48 @@ struct AttentionConfig {
   double xpos_scale_base = 512;   ///< torchscale `xpos_scale_base`
 };
 
-class MultiHeadAttention {
- public:
-  MultiHeadAttention() = default;
+/// How the attention layer drives its projections. The default suits Linear<float>; a projection
+/// type may specialize it (BitLinear quantizes the shared input of q/k/v once: ffn/bitnet_block.hpp).
+template <class Proj>
+struct ProjectionOps {
+  static void forward(const Proj& p, ConstMatrixRef<float> x, MatrixRef<float> y, Workspace<float>&) {
+    p.forward(x, y);
+  }
+  /// out[i] = projs[i](x) for projections sharing one input.
+  template <std::size_t N>
+  static void forward_shared(const std::array<const Proj*, N>& projs, ConstMatrixRef<float> x,
+                             const std::array<MatrixMap<float>*, N>& out, Workspace<float>& ws) {
+    for (std::size_t i = 0; i < N; ++i) forward(*projs[i], x, *out[i], ws);
+  }
+};
 
-  /// Zero projections of the configured shapes (fill them through q_proj() ...).
-  explicit MultiHeadAttention(const AttentionConfig& cfg, std::string name = {}) : cfg_(resolve(cfg, name)), name_(std::move(name)) {
+/// The attention layer over any projection type (Linear<float> for MultiHeadAttention, BitLinear for
+/// BitNet); an optional RMSNorm on the attention output before o_proj (BitNet's attn_sub_norm).
+template <class Proj>
+class BasicMultiHeadAttention {
+ public:
+  BasicMultiHeadAttention() = default;
+
+  /// From projections q [H*d, hidden], k/v [Hkv*d, hidden], o [hidden, H*d], and an optional norm of
+  /// the attention output ([H*d]; pass a default-constructed RMSNorm for none).
+  BasicMultiHeadAttention(const AttentionConfig& cfg, Proj q, Proj k, Proj v, Proj o,
+                          RMSNorm<float> out_norm = {}, std::string name = {})
+      : cfg_(resolve(cfg, name)), name_(std::move(name)), q_(std::move(q)), k_(std::move(k)), v_(std::move(v)),
+        o_(std::move(o)), out_norm_(std::move(out_norm)) {
+    const Index H = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads, d = cfg_.head_dim, D = cfg_.hidden_size;
+    check_shape(where(), "q_proj", q_.out_features(), q_.in_features(), H * d, D);
+    check_shape(where(), "k_proj", k_.out_features(), k_.in_features(), Hkv * d, D);
+    check_shape(where(), "v_proj", v_.out_features(), v_.in_features(), Hkv * d, D);
+    check_shape(where(), "o_proj", o_.out_features(), o_.in_features(), D, H * d);
+    check(!has_out_norm() || out_norm_.config().hidden_size == H * d, ErrorKind::shape_mismatch, where(),
+          "attention output norm has ", out_norm_.config().hidden_size, " weights, expected ", H * d);
+    if (cfg_.sinks) sinks_.setZero(H);
+    init_positions();
+  }
+
+  /// Zero Linear projections of the configured shapes (fill them through q_proj() ...).
+  explicit BasicMultiHeadAttention(const AttentionConfig& cfg, std::string name = {})
+      : cfg_(resolve(cfg, name)), name_(std::move(name)) {
     const Index H = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads, d = cfg_.head_dim;
     q_ = Linear<float>({cfg_.hidden_size, H * d, cfg_.qkv_bias}, join_name(name_, "q_proj"));
     k_ = Linear<float>({cfg_.hidden_size, Hkv * d, cfg_.qkv_bias}, join_name(name_, "k_proj"));
@@ -76,9 +113,10 @@ class MultiHeadAttention {
     init_positions();
   }
 
-  /// Load `<prefix>.{q,k,v,o}_proj.weight` (+ `.bias`) and `<prefix>.sinks` from a checkpoint.
-  static MultiHeadAttention load(const SafeTensors& st, const std::string& prefix, const AttentionConfig& cfg) {
-    MultiHeadAttention a(cfg, prefix);
+  /// Load `<prefix>.{q,k,v,o}_proj.weight` (+ `.bias`) and `<prefix>.sinks` from a checkpoint
+  /// (Linear projections).
+  static BasicMultiHeadAttention load(const SafeTensors& st, const std::string& prefix, const AttentionConfig& cfg) {
+    BasicMultiHeadAttention a(cfg, prefix);
     const auto& c = a.cfg_;
     const Index H = c.num_attention_heads, Hkv = c.num_key_value_heads, d = c.head_dim;
     a.q_ = Linear<float>::load(st, join_name(prefix, "q_proj"), {c.hidden_size, H * d, c.qkv_bias});
@@ -90,15 +128,17 @@ class MultiHeadAttention {
   }
 
   const AttentionConfig& config() const noexcept { return cfg_; }
-  Linear<float>& q_proj() noexcept { return q_; }
-  Linear<float>& k_proj() noexcept { return k_; }
-  Linear<float>& v_proj() noexcept { return v_; }
-  Linear<float>& o_proj() noexcept { return o_; }
-  const Linear<float>& q_proj() const noexcept { return q_; }
-  const Linear<float>& k_proj() const noexcept { return k_; }
-  const Linear<float>& v_proj() const noexcept { return v_; }
-  const Linear<float>& o_proj() const noexcept { return o_; }
+  Proj& q_proj() noexcept { return q_; }
+  Proj& k_proj() noexcept { return k_; }
+  Proj& v_proj() noexcept { return v_; }
+  Proj& o_proj() noexcept { return o_; }
+  const Proj& q_proj() const noexcept { return q_; }
+  const Proj& k_proj() const noexcept { return k_; }
+  const Proj& v_proj() const noexcept { return v_; }
+  const Proj& o_proj() const noexcept { return o_; }
   Vector<float>& sinks() noexcept { return sinks_; }  // [n_heads] or empty
+  bool has_out_norm() const noexcept { return out_norm_.config().hidden_size > 0; }
+  const RMSNorm<float>& out_norm() const noexcept { return out_norm_; }
 
   /// Self-attention over one sequence. x, y: [T, hidden] (y must not overlap x).
   /// position_ids: [T] RoPE/xPos positions (null: 0..T-1). key_mask: [T] 1 = attend, 0 = padding
@@ -195,9 +235,8 @@ class MultiHeadAttention {
     typename Workspace<float>::Frame frame(ws);
     auto q = ws.matrix(x.rows(), q_.out_features());
     auto k = ws.matrix(memory.rows(), k_.out_features()), v = ws.matrix(memory.rows(), v_.out_features());
-    q_.forward(x, q);
-    k_.forward(memory, k);
-    v_.forward(memory, v);
+    Ops::forward(q_, x, q, ws);
+    Ops::template forward_shared<2>({&k_, &v_}, memory, {&k, &v}, ws);
     const KVSpan<float> span = projection_span(k, v, 0);
     AttentionMask mask = make_mask();
     mask.causal = false;
@@ -207,10 +246,13 @@ class MultiHeadAttention {
   }
 
   Index parameters() const noexcept {
-    return q_.parameters() + k_.parameters() + v_.parameters() + o_.parameters() + sinks_.size();
+    return q_.parameters() + k_.parameters() + v_.parameters() + o_.parameters() + sinks_.size() +
+           (has_out_norm() ? out_norm_.config().hidden_size : 0);
   }
 
  private:
+  using Ops = ProjectionOps<Proj>;
+
   std::string where() const { return layer_where("MultiHeadAttention", name_); }
 
   static AttentionConfig resolve(AttentionConfig c, const std::string& name) {
@@ -255,9 +297,7 @@ class MultiHeadAttention {
   // q/k/v projections and positions. Positions are position_ids, or pos0 + row.
   void project(const ConstMatrixRef<float>& x, MatrixMap<float>& q, MatrixMap<float>& k, MatrixMap<float>& v,
                const std::int64_t* position_ids, std::int64_t pos0, Workspace<float>& ws) const {
-    q_.forward(x, q);
-    k_.forward(x, k);
-    v_.forward(x, v);
+    Ops::template forward_shared<3>({&q_, &k_, &v_}, x, {&q, &k, &v}, ws);
     if (cfg_.position != PositionEncoding::rope && cfg_.position != PositionEncoding::xpos) return;
     const std::int64_t* pos = position_ids;
     if (!pos) {
@@ -309,17 +349,22 @@ class MultiHeadAttention {
     auto attn = ws.matrix(q.rows(), q.cols());  // [T, n_heads * head_dim]
     const AttentionIO io{q.data(), q.outerStride(), q.rows(), q_pos0, attn.data(), attn.outerStride(), nullptr, 0};
     flash_attention(dims, io, spans, n, mask, ws, "MultiHeadAttention");
-    o_.forward(attn, y);
+    if (has_out_norm()) out_norm_.forward(attn, attn);
+    Ops::forward(o_, attn, y, ws);
   }
 
   AttentionConfig cfg_;
   std::string name_;
-  Linear<float> q_, k_, v_, o_;
+  Proj q_, k_, v_, o_;
+  RMSNorm<float> out_norm_;                       // [n_heads * head_dim], or none (hidden_size 0)
   Vector<float> sinks_;                           // [n_heads] or empty
   std::shared_ptr<const RotaryEmbedding> rope_;   // immutable: shared by copies
   std::shared_ptr<const XPos> xpos_;
   std::vector<float> slopes_;                     // ALiBi [n_heads] or empty
 };
+
+/// MHA / GQA / MQA with Linear projections (Hugging Face Llama names).
+using MultiHeadAttention = BasicMultiHeadAttention<Linear<float>>;
 
 }  // namespace EIGENFORMER_ABI_NAMESPACE
 }  // namespace eigenformer

@@ -14,9 +14,8 @@
 //
 // Composition: the norms are RMSNorm<float>, the GLU product ops::glu, the attention math the flash
 // kernel of ops/attention.hpp with RoPE from position/rope.hpp, the cache KVCache: nothing here is a
-// new attention loop. BitNetAttention re-states MultiHeadAttention's projection / RoPE / attend
-// sequence because MultiHeadAttention's projections are fixed Linear<float> members and it has no hook
-// between attention and o_proj for attn_sub_norm; see the note at BitNetAttention.
+// new attention loop. BitNetAttention is the attention layer (BasicMultiHeadAttention) with BitLinear
+// projections and attn_sub_norm as its output norm.
 // The projections that read the same input (q/k/v, gate/up) quantize it once and share it.
 
 #include <array>
@@ -34,6 +33,7 @@
 #include "../core/tensor.hpp"
 #include "../core/workspace.hpp"
 #include "../io/safetensors.hpp"
+#include "../attention/multi_head_attention.hpp"
 #include "../linear/bit_linear.hpp"
 #include "../norm/rms_norm.hpp"
 #include "../ops/activation.hpp"
@@ -174,37 +174,32 @@ class BitNetMLP {
   RMSNorm<float> norm_;  // [inter]
 };
 
-/// BitNet's attention: Llama GQA attention with RoPE (rotate-half), causal, BitLinear projections and
-/// attn_sub_norm between the attention output and o_proj.
-///
-/// Note for MultiHeadAttention (attention/multi_head_attention.hpp): with its projections pluggable
-/// (a projection type parameter, or a small interface with forward(x, y, ws) + a shared-input
-/// quantize step) and an optional RMSNorm applied to the attention output before o_proj, this class
-/// would reduce to a MultiHeadAttention<BitLinear> with `attn_sub_norm` set. Until then the
-/// sequence below (project, RoPE with one cos/sin table, one KVSpan, flash_attention, o_proj) mirrors
-/// MultiHeadAttention::forward for the causal, RoPE-only case.
-class BitNetAttention {
+/// BitLinear projections in the attention layer: q/k/v share one quantization of their input.
+template <>
+struct ProjectionOps<BitLinear> {
+  static void forward(const BitLinear& p, ConstMatrixRef<float> x, MatrixRef<float> y, Workspace<float>& ws) {
+    p.forward(x, y, ws);
+  }
+  template <std::size_t N>
+  static void forward_shared(const std::array<const BitLinear*, N>& projs, ConstMatrixRef<float> x,
+                             const std::array<MatrixMap<float>*, N>& out, Workspace<float>& ws) {
+    bitnet_detail::project_shared<N>(x, projs, out, ws);
+  }
+};
+
+/// BitNet's attention: the attention layer (attention/multi_head_attention.hpp: GQA, RoPE, causal,
+/// prefill and KV-cache decoding) with BitLinear projections and attn_sub_norm between the attention
+/// output and o_proj.
+class BitNetAttention : public BasicMultiHeadAttention<BitLinear> {
  public:
   BitNetAttention() = default;
 
   BitNetAttention(const BitNetConfig& cfg, BitLinear q, BitLinear k, BitLinear v, BitLinear o,
                   RMSNorm<float> attn_sub_norm, std::string name = {})
-      : cfg_(cfg.resolved(layer_where("BitNetAttention", name))), name_(std::move(name)), q_(std::move(q)),
-        k_(std::move(k)), v_(std::move(v)), o_(std::move(o)), norm_(std::move(attn_sub_norm)) {
-    const Index H = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads, d = cfg_.head_dim, D = cfg_.hidden_size;
-    check_shape(where(), "q_proj", q_.out_features(), q_.in_features(), H * d, D);
-    check_shape(where(), "k_proj", k_.out_features(), k_.in_features(), Hkv * d, D);
-    check_shape(where(), "v_proj", v_.out_features(), v_.in_features(), Hkv * d, D);
-    check_shape(where(), "o_proj", o_.out_features(), o_.in_features(), D, H * d);
-    check(norm_.config().hidden_size == H * d, ErrorKind::shape_mismatch, where(), "attn_sub_norm has ",
-          norm_.config().hidden_size, " weights, expected ", H * d);
-    RopeConfig rc;
-    rc.head_dim = d;
-    rc.theta = cfg_.rope_theta;
-    rc.layout = RopeLayout::half;
-    rc.scaling = cfg_.rope_scaling;
-    rc.max_position_embeddings = cfg_.max_position_embeddings;
-    rope_ = std::make_shared<const RotaryEmbedding>(rc);
+      : BasicMultiHeadAttention<BitLinear>(attention_config(cfg.resolved(layer_where("BitNetAttention", name))),
+                                           std::move(q), std::move(k), std::move(v), std::move(o),
+                                           std::move(attn_sub_norm), std::move(name)) {
+    check(has_out_norm(), ErrorKind::config, layer_where("BitNetAttention", ""), "attn_sub_norm is required");
   }
 
   /// `<prefix>.{q,k,v,o}_proj` and `<prefix>.attn_sub_norm.weight`.
@@ -220,126 +215,25 @@ class BitNetAttention {
                            prefix);
   }
 
-  const BitNetConfig& config() const noexcept { return cfg_; }
-  const BitLinear& q_proj() const noexcept { return q_; }
-  const BitLinear& k_proj() const noexcept { return k_; }
-  const BitLinear& v_proj() const noexcept { return v_; }
-  const BitLinear& o_proj() const noexcept { return o_; }
-  const RMSNorm<float>& attn_sub_norm() const noexcept { return norm_; }
+  const RMSNorm<float>& attn_sub_norm() const noexcept { return out_norm(); }
+  std::size_t bytes() const noexcept { return q_proj().bytes() + k_proj().bytes() + v_proj().bytes() + o_proj().bytes(); }
 
-  /// Causal self-attention over one sequence. x, y: [T, hidden] (y must not overlap x);
-  /// position_ids: [T] RoPE positions (null: 0..T-1).
-  void forward(ConstMatrixRef<float> x, MatrixRef<float> y, Workspace<float>& ws,
-               const std::int64_t* position_ids = nullptr) const {
-    check_io(x, y);
-    const Index T = x.rows();
-    if (T == 0) return;
-    typename Workspace<float>::Frame frame(ws);
-    auto q = ws.matrix(T, q_.out_features()), k = ws.matrix(T, k_.out_features()), v = ws.matrix(T, v_.out_features());
-    project(x, q, k, v, position_ids, 0, ws);
-    const KVSpan<float> span = make_span(k, v, 0);
-    attend_and_project(q, 0, &span, 1, y, ws);
+  /// The attention layer's configuration for a BitNet config: causal GQA with rotate-half RoPE.
+  static AttentionConfig attention_config(const BitNetConfig& c) {
+    AttentionConfig a;
+    a.hidden_size = c.hidden_size;
+    a.num_attention_heads = c.num_attention_heads;
+    a.num_key_value_heads = c.num_key_value_heads;
+    a.head_dim = c.head_dim;
+    a.qkv_bias = a.o_bias = c.attention_bias;
+    a.position = PositionEncoding::rope;
+    a.rope.head_dim = c.head_dim;
+    a.rope.theta = c.rope_theta;
+    a.rope.layout = RopeLayout::half;
+    a.rope.scaling = c.rope_scaling;
+    a.rope.max_position_embeddings = c.max_position_embeddings;
+    return a;
   }
-
-  /// Incremental decoding with a KV cache (the first call with the prompt is the prefill); positions
-  /// continue from cache.next_position(). Throws, changing nothing, when the cache cannot take the
-  /// tokens or does not match the heads.
-  template <class E>
-  void forward(ConstMatrixRef<float> x, MatrixRef<float> y, KVCache<E>& cache, Workspace<float>& ws) const {
-    check_io(x, y);
-    const auto& cc = cache.config();
-    check(cc.n_kv_heads == cfg_.num_key_value_heads && cc.head_dim == cfg_.head_dim && cc.v_head_dim == cfg_.head_dim,
-          ErrorKind::config, where(), "cache has ", cc.n_kv_heads, " kv heads of dim ", cc.head_dim, "/", cc.v_head_dim,
-          ", the layer ", cfg_.num_key_value_heads, " of dim ", cfg_.head_dim);
-    const Index T = x.rows();
-    check(cache.can_append(T), ErrorKind::capacity, where(), "the KV cache holds ", cache.size(), " of ",
-          cache.capacity(), " tokens and cannot take ", T, " more (eviction = none)");
-    if (T == 0) return;
-    typename Workspace<float>::Frame frame(ws);
-    auto q = ws.matrix(T, q_.out_features()), k = ws.matrix(T, k_.out_features()), v = ws.matrix(T, v_.out_features());
-    const std::int64_t pos0 = cache.next_position();
-    project(x, q, k, v, nullptr, pos0, ws);
-    std::array<KVSpan<E>, 4> spans;
-    std::array<KVSpan<E>, 3> cached;
-    std::size_t n = cache.spans(cached);
-    for (std::size_t i = 0; i < n; ++i) spans[i] = cached[i];
-    if constexpr (std::is_same_v<E, float>) {
-      spans[n++] = make_span(k, v, pos0);
-    } else {  // the new keys/values as the cache will store them
-      E* conv = ws.template raw<E>(static_cast<std::size_t>(k.size() + v.size()));
-      for (Index i = 0; i < k.size(); ++i) conv[i] = from_float<E>(k.data()[i]);
-      for (Index i = 0; i < v.size(); ++i) conv[k.size() + i] = from_float<E>(v.data()[i]);
-      KVSpan<E> s;
-      s.k = conv;
-      s.v = conv + k.size();
-      s.k_ld = k.cols();
-      s.v_ld = v.cols();
-      s.k_head_stride = s.v_head_stride = cfg_.head_dim;
-      s.tokens = T;
-      s.pos0 = pos0;
-      spans[n++] = s;
-    }
-    attend_and_project(q, pos0, spans.data(), n, y, ws);
-    cache.append(k, v);
-  }
-
-  std::size_t bytes() const noexcept { return q_.bytes() + k_.bytes() + v_.bytes() + o_.bytes(); }
-
- private:
-  std::string where() const { return layer_where("BitNetAttention", name_); }
-
-  void check_io(const ConstMatrixRef<float>& x, const MatrixRef<float>& y) const {
-    check_shape(where(), "input x", x.rows(), x.cols(), -1, cfg_.hidden_size);
-    check_shape(where(), "output y", y.rows(), y.cols(), x.rows(), cfg_.hidden_size);
-  }
-
-  void project(const ConstMatrixRef<float>& x, MatrixMap<float>& q, MatrixMap<float>& k, MatrixMap<float>& v,
-               const std::int64_t* position_ids, std::int64_t pos0, Workspace<float>& ws) const {
-    bitnet_detail::project_shared<3>(x, {&q_, &k_, &v_}, {&q, &k, &v}, ws);
-    const std::int64_t* pos = position_ids;
-    if (!pos) {
-      std::int64_t* own = ws.template raw<std::int64_t>(static_cast<std::size_t>(x.rows()));
-      for (Index i = 0; i < x.rows(); ++i) own[i] = pos0 + i;
-      pos = own;
-    }
-    const Index half = rope_->rotary_dim() / 2;
-    auto cos = ws.matrix(x.rows(), half), sin = ws.matrix(x.rows(), half);
-    rope_->cos_sin_table<float>(pos, x.rows(), cos, sin);
-    apply_rotary<float>(q, cfg_.num_attention_heads, cfg_.head_dim, rope_->layout(), cos, sin);
-    apply_rotary<float>(k, cfg_.num_key_value_heads, cfg_.head_dim, rope_->layout(), cos, sin);
-  }
-
-  KVSpan<float> make_span(const MatrixMap<float>& k, const MatrixMap<float>& v, std::int64_t pos0) const {
-    KVSpan<float> s;
-    s.k = k.data();
-    s.v = v.data();
-    s.k_ld = k.outerStride();
-    s.v_ld = v.outerStride();
-    s.k_head_stride = s.v_head_stride = cfg_.head_dim;
-    s.tokens = k.rows();
-    s.pos0 = pos0;
-    return s;
-  }
-
-  template <class E>
-  void attend_and_project(const MatrixMap<float>& q, std::int64_t q_pos0, const KVSpan<E>* spans, std::size_t n,
-                          MatrixRef<float> y, Workspace<float>& ws) const {
-    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(cfg_.head_dim)));
-    const AttentionDims dims{cfg_.num_attention_heads, cfg_.num_key_value_heads, cfg_.head_dim, cfg_.head_dim, scale};
-    auto attn = ws.matrix(q.rows(), q.cols());  // [T, n_heads * head_dim]
-    const AttentionIO io{q.data(), q.outerStride(), q.rows(), q_pos0, attn.data(), attn.outerStride(), nullptr, 0};
-    AttentionMask mask;
-    mask.causal = true;
-    flash_attention(dims, io, spans, n, mask, ws, "BitNetAttention");
-    norm_.forward(attn, attn);
-    o_.forward(attn, y, ws);
-  }
-
-  BitNetConfig cfg_;
-  std::string name_;
-  BitLinear q_, k_, v_, o_;
-  RMSNorm<float> norm_;  // [n_heads * head_dim]
-  std::shared_ptr<const RotaryEmbedding> rope_;
 };
 
 /// One BitNetDecoderLayer: pre-norm attention and FFN blocks with residuals.
