@@ -191,6 +191,26 @@ TEST(FlashAttention, SpansAtArbitraryBoundaries) {
   }
 }
 
+// Decode items with >= kDecodeWideRows rows (query heads x queries per kv head, as MLA's absorbed
+// path with 16+ heads on one latent kv head) take the wide route: S^T with the keys as rows, P V a
+// tile at a time. Row counts 16, 17 (tails), 32 and 2 x 16; masks; spans; every storage type.
+TEST(FlashAttention, WideGroupDecodeMatchesReference) {
+  auto g = eftest::rng(706);
+  std::vector<Case> cases = {Case{16, 1, 72, 40, 1, 2100}, Case{17, 1, 24, 56, 1, 130}, Case{16, 1, 33, 33, 2, 300},
+                             Case{32, 2, 64, 64, 1, 2200}};
+  Case masked{16, 1, 32, 32, 3, 200};
+  masked.window = 70;
+  masked.sinks = masked.alibi = masked.padding = true;
+  masked.softcap = 10.0f;
+  masked.spans = 3;
+  cases.push_back(masked);
+  for (const Case& c : cases) {
+    run_case<float>(c, g, kTol);
+    run_case<f16>(c, g, kTol);
+    run_case<bf16>(c, g, kTol);
+  }
+}
+
 TEST(FlashAttention, HalfAndBf16KeysAndValues) {
   auto g = eftest::rng(703);
   for (Case c : {Case{4, 2, 64, 64, 50, 50}, Case{8, 2, 128, 128, 1, 2300}, Case{4, 4, 40, 40, 17, 17}}) {

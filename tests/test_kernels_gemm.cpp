@@ -31,13 +31,13 @@ double dot_bound(const double* a, std::size_t sa, const double* b, std::size_t s
   return (k + 2) * 1.2e-7 * s + 1e-30;
 }
 
-template <class E>
+template <class E, class EA = float>
 void check_nn(std::size_t m, std::size_t n, std::size_t k, bool accumulate, std::mt19937& g) {
   const std::size_t lda = k + 1, ldb = n + 3, ldc = n + 2;
-  auto A = eftest::normal(m * lda, 1.0f, g);
+  auto A = convert<EA>(eftest::normal(m * lda, 1.0f, g));
   auto B = convert<E>(eftest::normal(k * ldb, 1.0f, g));
   auto C = eftest::normal(m * ldc, 1.0f, g);
-  auto Ad = eftest::to_double(A), Cd = eftest::to_double(C);
+  auto Ad = widen(A), Cd = eftest::to_double(C);
   auto Bd = widen(B);
   ek::gemm_nn(m, n, k, A.data(), lda, B.data(), ldb, C.data(), ldc, accumulate);
   ek::ref::gemm_nn(m, n, k, Ad.data(), lda, Bd.data(), ldb, Cd.data(), ldc, accumulate);
@@ -91,6 +91,18 @@ TEST(KernelGemm, NnMatchesTwinHalfAndBf16) {
       for (auto k : {1u, 9u, 64u}) {
         check_nn<f16>(m, n, k, true, g);
         check_nn<bf16>(m, n, k, false, g);
+      }
+}
+
+// A (the left operand) stored as f16 / bf16 too: the wide decode path multiplies cached keys from the left.
+TEST(KernelGemm, NnMatchesTwinHalfAndBf16LeftOperand) {
+  auto g = eftest::rng(603);
+  for (auto m : {1u, 6u, 7u, 13u})
+    for (auto n : {3u, 16u, 17u, 40u})
+      for (auto k : {1u, 9u, 64u}) {
+        check_nn<float, f16>(m, n, k, true, g);
+        check_nn<float, bf16>(m, n, k, false, g);
+        check_nn<f16, bf16>(m, n, k, true, g);
       }
 }
 

@@ -12,6 +12,7 @@
 // cross every block and packet tail.
 
 #include <cstddef>
+#include <type_traits>
 
 #include "convert.hpp"
 #include "packet.hpp"
@@ -27,8 +28,8 @@ using simd::F1;
 using simd::Native;
 
 // MR rows x NP packets of C.
-template <class P, int MR, int NP, class E>
-EIGENFORMER_ALWAYS_INLINE void nn_block(const float* A, std::size_t lda, const E* B, std::size_t ldb, float* C,
+template <class P, int MR, int NP, class EA, class E>
+EIGENFORMER_ALWAYS_INLINE void nn_block(const EA* A, std::size_t lda, const E* B, std::size_t ldb, float* C,
                                         std::size_t ldc, std::size_t k, bool accumulate) {
   constexpr std::size_t W = static_cast<std::size_t>(P::size);
   P acc[MR][NP];
@@ -43,7 +44,7 @@ EIGENFORMER_ALWAYS_INLINE void nn_block(const float* A, std::size_t lda, const E
     for (int c = 0; c < NP; ++c) b[c] = simd::load_as<P>(B + p * ldb + c * W);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const P a = simd::set1<P>(A[r * lda + p]);
+      const P a = simd::set1<P>(to_float(A[r * lda + p]));
 #pragma GCC unroll 2
       for (int c = 0; c < NP; ++c) acc[r][c] = simd::fmadd(a, b[c], acc[r][c]);
     }
@@ -55,8 +56,8 @@ EIGENFORMER_ALWAYS_INLINE void nn_block(const float* A, std::size_t lda, const E
 }
 
 // All rows of a column strip NP packets wide: blocks of 6 rows, then the remainder.
-template <class P, int NP, class E>
-EIGENFORMER_ALWAYS_INLINE void nn_strip(std::size_t m, const float* A, std::size_t lda, const E* B, std::size_t ldb,
+template <class P, int NP, class EA, class E>
+EIGENFORMER_ALWAYS_INLINE void nn_strip(std::size_t m, const EA* A, std::size_t lda, const E* B, std::size_t ldb,
                                         float* C, std::size_t ldc, std::size_t k, bool acc) {
   std::size_t i = 0;
   for (; i + 6 <= m; i += 6) nn_block<P, 6, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc);
@@ -114,9 +115,9 @@ EIGENFORMER_ALWAYS_INLINE void nt_strip(std::size_t m, const float* A, std::size
 
 }  // namespace gemm_detail
 
-/// C[m x n] (+)= A[m x k] * B[k x n]. C must not overlap A or B.
-template <class E>
-inline void gemm_nn(std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda, const E* B,
+/// C[m x n] (+)= A[m x k] * B[k x n]. C must not overlap A or B. A may be float, f16 or bf16 too.
+template <class EA, class E, class = std::enable_if_t<!std::is_same_v<EA, double>>>
+inline void gemm_nn(std::size_t m, std::size_t n, std::size_t k, const EA* A, std::size_t lda, const E* B,
                     std::size_t ldb, float* C, std::size_t ldc, bool accumulate) {
   using namespace gemm_detail;
   constexpr std::size_t W = static_cast<std::size_t>(Native::size);

@@ -85,6 +85,10 @@ constexpr Index kPackMinQueries = 16;  // pack K^T when at least this many queri
 constexpr Index kDecodeChunk = 1024;   // keys per chunk when decode splits long key ranges
 constexpr std::size_t kDecodeKeyStep = 2;  // keys per P V step when V is read in place
 constexpr Index kDecodeSubTile = 8;        // keys per S step in decode; also the prefetch distance
+// Decode items with at least this many rows (query heads x queries of one kv head: MLA's absorbed
+// path, wide GQA groups) are compute-bound: S^T = K (scale Q)^T runs with the keys as the micro-
+// kernel's rows (the transposed queries stay in cache) and P V takes a whole tile per call.
+constexpr Index kDecodeWideRows = 16;
 constexpr double kMinParallelFlops = 2e6;  // smaller calls run on the calling thread
 
 // Per-item scratch: scaled queries, scores, output accumulator, running max/denominator, and the
@@ -220,6 +224,10 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
   const std::size_t per = scratch_floats(rows_max, G, d, dv);
   float* scratch_base = ws.matrix(scratch_slots, static_cast<Index>(per)).data();
   const float ninf = -std::numeric_limits<float>::infinity();
+  // Wide decode items: per thread, the transposed scaled queries [d, rows] and S^T [kKeyTile, rows].
+  const bool wide_ok = !packed && rows_max >= kDecodeWideRows;
+  const Index wide_per = wide_ok ? rows_max * (d + kKeyTile) : 0;
+  float* wide_base = wide_ok ? ws.matrix(threads, wide_per).data() : nullptr;
 
   auto run_item = [&](Index item, int thread) {
     const Index chunk = item % n_chunks;
@@ -239,6 +247,12 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
       }
       std::fill(sc.acc + r * dv, sc.acc + (r + 1) * dv, 0.0f);
     }
+    const bool wide = wide_ok && rows >= kDecodeWideRows;
+    float* const qt = wide ? wide_base + thread * wide_per : nullptr;  // [d, rows]
+    float* const st = wide ? qt + d * rows : nullptr;                   // [kKeyTile, rows]
+    if (wide)
+      for (Index r = 0; r < rows; ++r)
+        for (Index i = 0; i < d; ++i) qt[i * rows + r] = sc.qs[r * d + i];
     const auto ud = static_cast<std::size_t>(d), udv = static_cast<std::size_t>(dv), urows = static_cast<std::size_t>(rows);
     const auto ldS = static_cast<std::size_t>(kKeyTile);
     const std::int64_t q0 = io.q_pos0 + t0, q1 = q0 + nq;
@@ -266,14 +280,19 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
         // Packed tiles start at multiples of kKeyTile within a span; decode chunks never pack.
         const Index tile = g * n_tiles + tile_first + j0 / kKeyTile;
         // S = (scale Q) K^T for all rows of the group at once (K read once for all its heads).
-        if (packed)
+        if (packed) {
           kernels::gemm_nn(urows, un, ud, sc.qs, ud, kt + tile * kt_tile, ldS, sc.s, ldS, false);
-        else  // decode: 8 keys at a time, prefetching the K rows 8 keys ahead
+        } else if (wide) {  // S^T = K (scale Q)^T, then S
+          kernels::gemm_nn(un, urows, ud, kbase, static_cast<std::size_t>(sp.k_ld), qt, urows, st, urows, false);
+          for (Index r = 0; r < rows; ++r)
+            for (Index j = 0; j < n; ++j) sc.s[r * kKeyTile + j] = st[j * rows + r];
+        } else {  // decode: 8 keys at a time, prefetching the K rows 8 keys ahead
           for (Index j = 0; j < n; j += kDecodeSubTile) {
             prefetch_rows(kbase, sp.k_ld, d, j + kDecodeSubTile, std::min(j + 2 * kDecodeSubTile, sp.tokens - j0));
             kernels::gemm_nt(urows, static_cast<std::size_t>(std::min(kDecodeSubTile, n - j)), ud, sc.qs, ud,
                              kbase + j * sp.k_ld, static_cast<std::size_t>(sp.k_ld), sc.s + j, ldS);
           }
+        }
         for (Index r = 0; r < rows; ++r) {
           const Index gi = r / nq, ti = r % nq;
           float* srow = sc.s + r * kKeyTile;
@@ -294,6 +313,10 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
         const bool clean = all_full || (packed ? all_finite(vtile, n, dv, dv) : all_finite(vbase, n, sp.v_ld, dv));
         if (clean && packed) {
           kernels::gemm_nn(urows, udv, un, sc.s, ldS, vtile, udv, sc.acc, udv, true);
+        } else if (clean && wide) {
+          // Stream the next tile's key rows in while this one's P V computes (compute-bound here).
+          prefetch_rows(kbase, sp.k_ld, d, n, std::min(2 * n, hi - j0));
+          kernels::gemm_nn(urows, udv, un, sc.s, ldS, vbase, static_cast<std::size_t>(sp.v_ld), sc.acc, udv, true);
         } else if (clean) {
           // V in place (decode, straight from the cache): a few keys at a time, so that the micro-
           // kernel's column strips walk a few consecutive rows instead of striding down the whole

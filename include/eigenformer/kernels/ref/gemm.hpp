@@ -2,6 +2,7 @@
 // Scalar reference twins of the small GEMM kernels used inside attention tiles.
 
 #include <cstddef>
+#include <type_traits>
 
 #include "../../config.hpp"
 #include "../../core/half.hpp"
@@ -11,14 +12,24 @@ inline namespace EIGENFORMER_ABI_NAMESPACE {
 namespace kernels {
 namespace ref {
 
+// An element of A as T: floating-point types convert directly, f16 / bf16 through float.
+template <class T, class EA>
+T widen(EA a) noexcept {
+  if constexpr (std::is_floating_point_v<EA>)
+    return static_cast<T>(a);
+  else
+    return static_cast<T>(to_float(a));
+}
+
 /// C[m x n] (+)= A[m x k] * B[k x n]; all row-major with leading dimensions lda, ldb, ldc.
-template <class T, class E>
-void gemm_nn(std::size_t m, std::size_t n, std::size_t k, const T* A, std::size_t lda, const E* B, std::size_t ldb,
+/// A may be stored as f16 / bf16 (widened on load) when T is float.
+template <class T, class EA, class E>
+void gemm_nn(std::size_t m, std::size_t n, std::size_t k, const EA* A, std::size_t lda, const E* B, std::size_t ldb,
              T* C, std::size_t ldc, bool accumulate) {
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t j = 0; j < n; ++j) {
       T s = accumulate ? C[i * ldc + j] : T(0);
-      for (std::size_t p = 0; p < k; ++p) s += A[i * lda + p] * static_cast<T>(to_float(B[p * ldb + j]));
+      for (std::size_t p = 0; p < k; ++p) s += widen<T>(A[i * lda + p]) * static_cast<T>(to_float(B[p * ldb + j]));
       C[i * ldc + j] = s;
     }
 }
