@@ -5,59 +5,21 @@
 // loaded by its checkpoint names, run through the layer, and compared with the module's output.
 #include <eigenformer/attention/multi_head_attention.hpp>
 
-#include <dirent.h>
-
 #include <algorithm>
 #include <string>
 
+#include "golden_util.hpp"
 #include "test_util.hpp"
 
 using namespace eigenformer;
 
 namespace {
 
-std::string data_dir() {
-#ifdef EIGENFORMER_TEST_DATA_DIR
-  return std::string(EIGENFORMER_TEST_DATA_DIR) + "/golden/attention";
-#else
-  return "tests/data/golden/attention";
-#endif
-}
-
-std::vector<std::string> fixtures() {
-  std::vector<std::string> out;
-  if (DIR* d = opendir(data_dir().c_str())) {
-    while (dirent* e = readdir(d)) {
-      std::string n = e->d_name;
-      if (n.size() > 12 && n.substr(n.size() - 12) == ".safetensors") out.push_back(n.substr(0, n.size() - 12));
-    }
-    closedir(d);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-const std::string& meta(const SafeTensors& st, const std::string& key) {
-  const auto it = st.metadata().find(key);
-  if (it == st.metadata().end()) throw std::runtime_error("fixture lacks metadata " + key);
-  return it->second;
-}
-
-// A number from a flat JSON object string such as HF's rope_scaling ({"factor": 8.0, ...}).
-bool json_number(const std::string& json, const std::string& key, double& out) {
-  const auto p = json.find("\"" + key + "\"");
-  if (p == std::string::npos) return false;
-  const auto colon = json.find(':', p);
-  out = std::stod(json.substr(colon + 1));
-  return true;
-}
-
-std::string json_string(const std::string& json, const std::string& key) {
-  const auto p = json.find("\"" + key + "\"");
-  if (p == std::string::npos) return "";
-  const auto q0 = json.find('"', json.find(':', p) + 1), q1 = json.find('"', q0 + 1);
-  return json.substr(q0 + 1, q1 - q0 - 1);
-}
+using eftest::json_number;
+using eftest::json_string;
+using eftest::meta;
+std::string data_dir() { return eftest::golden_dir("attention"); }
+std::vector<std::string> fixtures() { return eftest::golden_fixtures("attention"); }
 
 AttentionConfig config_from(const SafeTensors& st, Index hidden) {
   AttentionConfig c;
@@ -140,7 +102,7 @@ MultiHeadAttention build(const SafeTensors& st, const AttentionConfig& c) {
 
 TEST(AttentionGolden, EveryHuggingFaceFixture) {
   const auto names = fixtures();
-  if (names.empty()) GTEST_SKIP() << "no fixtures in " << data_dir();
+  ASSERT_FALSE(names.empty()) << "no fixtures in " << data_dir();
   EXPECT_GE(names.size(), 13u);
   for (const std::string& n : names) {
     SCOPED_TRACE(n);

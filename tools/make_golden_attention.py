@@ -31,17 +31,14 @@ safetensors.safe_open and compared with the tensors written. Re-running gives th
 """
 
 import argparse
-import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import safetensors
 import torch
 import transformers
-from safetensors import safe_open
 from transformers import PretrainedConfig
 from transformers import masking_utils
 from transformers.modeling_attn_mask_utils import AttentionMaskConverter
@@ -51,6 +48,9 @@ from transformers.models.gemma2 import modeling_gemma2
 from transformers.models.gpt_oss import modeling_gpt_oss
 from transformers.models.llama import modeling_llama
 from transformers.models.mistral import modeling_mistral
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from golden_common import meta_value, write_or_check  # noqa: E402  (the shared deterministic writer)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "tests", "data", "golden", "attention")
@@ -62,45 +62,8 @@ transformers.logging.set_verbosity_error()
 
 
 # ------------------------------------------------------------------------------------------------
-# Deterministic safetensors writer
-# ------------------------------------------------------------------------------------------------
-
-_DTYPES = {torch.float32: ("F32", "<f4"), torch.int64: ("I64", "<i8")}
-
-
-def safetensors_bytes(tensors, metadata):
-    """tensors: list of (name, tensor) in file order; metadata: dict str -> str."""
-    header = {"__metadata__": {k: metadata[k] for k in sorted(metadata)}}
-    blobs, offset = [], 0
-    for name, t in tensors:
-        code, np_dtype = _DTYPES[t.dtype]
-        b = t.detach().contiguous().numpy().astype(np_dtype, copy=False).tobytes()
-        header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    h += b" " * ((8 - len(h) % 8) % 8)
-    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
-
-
-def verify_file(path, tensors, metadata):
-    with safe_open(path, framework="pt") as f:
-        assert f.metadata() == metadata, path
-        assert list(sorted(f.keys())) == sorted(n for n, _ in tensors), path
-        for name, t in tensors:
-            assert torch.equal(f.get_tensor(name), t.contiguous()), (path, name)
-
-
-# ------------------------------------------------------------------------------------------------
 # Helpers
 # ------------------------------------------------------------------------------------------------
-
-
-def meta_value(v):
-    """Config values as metadata strings: strings raw, everything else as JSON text."""
-    if isinstance(v, str):
-        return v
-    return json.dumps(v, sort_keys=True)
 
 
 def config_metadata(config):
@@ -513,23 +476,12 @@ def main():
     args = ap.parse_args()
     assert sys.byteorder == "little"
     check_sliding_window_conventions()
-    os.makedirs(args.out, exist_ok=True)
     total, bad = 0, 0
     for name, make in cases():
         tensors, meta = build(name, make)
-        data = safetensors_bytes(tensors, meta)
-        path = os.path.join(args.out, name + ".safetensors")
-        total += len(data)
-        if args.check:
-            with open(path, "rb") as f:
-                same = f.read() == data
-            bad += not same
-            print(f"{'same' if same else 'DIFFERENT'}  {path}")
-            continue
-        with open(path, "wb") as f:
-            f.write(data)
-        verify_file(path, tensors, meta)
-        print(f"{len(data):7d} bytes  {path}")
+        n, same = write_or_check(args.out, name, tensors, meta, args.check)
+        total += n
+        bad += not same
     print(f"{total} bytes in total ({VERSIONS}, safetensors {safetensors.__version__}, numpy {np.__version__})")
     return 1 if bad else 0
 

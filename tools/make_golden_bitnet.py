@@ -29,18 +29,19 @@ os.environ["TORCHDYNAMO_DISABLE"] = "1"  # before torch is imported
 import argparse
 import json
 import math
-import struct
 import sys
 
 import numpy as np
 import safetensors
 import torch
 import transformers
-from safetensors import safe_open
 from torch import nn
 from transformers.integrations import bitnet as hf_bitnet
 from transformers.models.bitnet import modeling_bitnet
 from transformers.models.bitnet.configuration_bitnet import BitNetConfig
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from golden_common import write_or_check  # noqa: E402  (the shared deterministic writer)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "tests", "data", "golden", "bitnet")
@@ -49,40 +50,6 @@ VERSIONS = f"transformers {transformers.__version__}, torch {torch.__version__}"
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
 transformers.logging.set_verbosity_error()
-
-# ------------------------------------------------------------------------------------------------
-# Deterministic safetensors writer (as tools/make_golden_attention.py)
-# ------------------------------------------------------------------------------------------------
-
-_DTYPES = {
-    torch.float32: ("F32", "<f4"),
-    torch.int64: ("I64", "<i8"),
-    torch.int8: ("I8", "i1"),
-    torch.uint8: ("U8", "u1"),
-}
-
-
-def safetensors_bytes(tensors, metadata):
-    header = {"__metadata__": {k: metadata[k] for k in sorted(metadata)}}
-    blobs, offset = [], 0
-    for name, t in tensors:
-        code, np_dtype = _DTYPES[t.dtype]
-        b = t.detach().contiguous().numpy().astype(np_dtype, copy=False).tobytes()
-        header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    h += b" " * ((8 - len(h) % 8) % 8)
-    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
-
-
-def verify_file(path, tensors, metadata):
-    with safe_open(path, framework="pt") as f:
-        assert f.metadata() == metadata, path
-        assert sorted(f.keys()) == sorted(n for n, _ in tensors), path
-        for name, t in tensors:
-            assert torch.equal(f.get_tensor(name), t.contiguous()), (path, name)
-
 
 # ------------------------------------------------------------------------------------------------
 # Quantization steps (WeightQuant.forward / ActQuant.forward arithmetic)
@@ -277,7 +244,6 @@ def main():
     ap.add_argument("--out", default=DEFAULT_OUT)
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
     bad = 0
     for i, (case, fn) in enumerate(CASES.items()):
         gen = torch.Generator().manual_seed(8000 + i)
@@ -285,18 +251,7 @@ def main():
         meta = dict(meta)
         meta["generated_by"] = "tools/make_golden_bitnet.py"
         meta["versions"] = VERSIONS
-        data = safetensors_bytes(tensors, meta)
-        path = os.path.join(args.out, case + ".safetensors")
-        if args.check:
-            with open(path, "rb") as f:
-                same = f.read() == data
-            print(f"{'same' if same else 'DIFFERENT'}: {path}")
-            bad += not same
-        else:
-            with open(path, "wb") as f:
-                f.write(data)
-            verify_file(path, tensors, meta)
-            print(f"wrote {path} ({len(data)} bytes)")
+        bad += not write_or_check(args.out, case, tensors, meta, args.check)[1]
     return 1 if bad else 0
 
 

@@ -30,8 +30,10 @@
 #include "position/rope.hpp"
 #include "position/xpos.hpp"
 
+#include "attention/mla.hpp"
 #include "attention/multi_head_attention.hpp"
 #include "cache/kv_cache.hpp"
+#include "cache/latent_cache.hpp"
 
 #include "embedding/embedding.hpp"
 #include "ffn/bitnet_block.hpp"
