@@ -42,3 +42,5 @@
 #include "linear/linear.hpp"
 #include "norm/layer_norm.hpp"
 #include "norm/rms_norm.hpp"
+#include "retention/multiscale_retention.hpp"
+#include "retention/retnet_block.hpp"
