@@ -1,7 +1,8 @@
 // Conformance: every golden case of tests/data/golden/run (written by tools/make_golden.py from the
 // reference modules: torch.nn Linear / LayerNorm / Embedding, transformers LlamaMLP, T5 gated FFN,
 // CLIPMLP, Llama/Gemma RMSNorm, Llama / Mistral / Gemma 2 / gpt-oss / StableLM / Bloom attention, prefill
-// and decode) runs through the library in-process (conformance::run_case) and through the
+// and decode, DeepSeek-V3 MLA prefill and decode, BitNet BitLinear / AutoBitLinear and decoder layer,
+// torchscale MultiScaleRetention and RetNet decoder layer in the parallel / recurrent / chunkwise forms) runs through the library in-process (conformance::run_case) and through the
 // eigenformer-run binary, and matches the reference output within the layer's stated tolerance; the
 // binary's output file is byte-identical to the in-process one. Attention options without a golden
 // case (xPos, interleaved RoPE, bidirectional ALiBi, streaming cache, ...) are checked against the
@@ -220,13 +221,22 @@ TEST(ConformanceRegistry, ANewLayerRegistersWithOneDeclaration) {
 }
 
 TEST(ConformanceRegistry, BuiltinLayers) {
-  std::vector<std::string> want = {"linear", "mlp", "rms_norm", "layer_norm", "embedding", "attention"};
+  std::vector<std::string> want = {"linear",    "mlp", "rms_norm",   "layer_norm",   "embedding",   "attention",
+                                   "mla",       "bit_linear", "bitnet_layer", "retention", "retnet_layer"};
   for (const std::string& n : want) EXPECT_NE(registry().find(n), nullptr) << n;
   const LayerSpec* a = registry().find("attention");
   ASSERT_NE(a, nullptr);
   ASSERT_EQ(a->modes().size(), 2u);
   EXPECT_EQ(a->modes()[0].name, "prefill");
   EXPECT_EQ(a->modes()[1].name, "decode");
+  for (const char* n : {"retention", "retnet_layer"}) {
+    const LayerSpec* l = registry().find(n);
+    ASSERT_NE(l, nullptr);
+    ASSERT_EQ(l->modes().size(), 3u);
+    EXPECT_EQ(l->modes()[0].name, "parallel");
+    EXPECT_EQ(l->modes()[1].name, "recurrent");
+    EXPECT_EQ(l->modes()[2].name, "chunkwise");
+  }
 }
 
 // ------------------------------------------------------------------------------------------------

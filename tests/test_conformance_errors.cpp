@@ -1,5 +1,6 @@
 // Conformance: malformed cases. Each class of mistake (missing / extra / wrongly shaped / wrongly typed
-// weight, unknown layer, unknown or missing config key, bad config value, missing or invalid input)
+// weight, unknown layer, unknown or missing config key, bad config value, missing or invalid input; for
+// every layer family: dense, attention, MLA, BitNet, RetNet)
 // gives its own conformance::Problem and a message naming the key or tensor, in-process (run_case)
 // and through the eigenformer-run binary (exit code 4, "eigenformer-run: <problem>: ..." on stderr);
 // unreadable and malformed files give exit code 3, usage errors 2. Random corruptions of valid cases
@@ -37,6 +38,10 @@ std::vector<Bad> bad_cases() {
   const char* att = "attention_llama_mha";
   const char* dec = "decode_llama_gqa";
   const char* emb = "embedding";
+  const char* mla = "mla_q_lora_yarn_interleave_expanded";
+  const char* mla_dec = "mla_decode_q_lora_yarn";
+  const char* bit = "bit_linear_bitlinear_bias";
+  const char* ret = "retention_parallel";
   return {
       // missing weight
       {"missing weight", lin, [](CaseFile& c) { c.drop("weight"); }, MW, "weight 'weight' [out_features, in_features] = [40, 24] is missing"},
@@ -117,6 +122,39 @@ std::vector<Bad> bad_cases() {
       {"mask value 2", att, [](CaseFile& c) { c.put("input.attention_mask", Dtype::U8, {7}, u8({1, 1, 2, 1, 1, 1, 1})); }, BI, "element 2 = 2: a mask holds 0 or 1"},
       {"negative position", att, [](CaseFile& c) { c.values("input.position_ids", Dtype::I32, {7}, std::vector<std::int32_t>{0, 1, 2, -3, 4, 5, 6}); }, BI, "positions[3] = -3"},
       {"no tokens", lin, [](CaseFile& c) { c.zeros("input.hidden_states", Dtype::F32, {0, 24}); }, BI, "has 0 tokens"},
+      // MLA
+      {"MLA missing kv_b_proj", mla, [](CaseFile& c) { c.drop("kv_b_proj.weight"); }, MW, "weight 'kv_b_proj.weight' [num_attention_heads * kv_b_head_dim, kv_lora_rank] = [80, 24] is missing"},
+      {"MLA q_proj with q_lora_rank", mla, [](CaseFile& c) { c.zeros("q_proj.weight", Dtype::F32, {64, 32}); }, XT, "'q_proj.weight' [64, 32] is not used: not used unless !q_lora"},
+      {"MLA q_a_proj of another rank", mla, [](CaseFile& c) { c.set("q_lora_rank", "12"); }, SM, "'q_a_proj.weight' has shape [16, 32], expected [q_lora_rank, hidden_size] = [12, 32]"},
+      {"MLA kv head grouping", mla, [](CaseFile& c) { c.set("num_key_value_heads", "2"); }, BV, "num_key_value_heads = 2 must equal num_attention_heads = 4"},
+      {"MLA odd rope dims", mla, [](CaseFile& c) { c.set("qk_rope_head_dim", "7"); }, BV, "qk_rope_head_dim = 7 must be even"},
+      {"MLA unknown path", mla, [](CaseFile& c) { c.set("path", "flash"); }, BV, "expected one of automatic, expanded, absorbed"},
+      {"MLA cache key in prefill", mla, [](CaseFile& c) { c.set("cache_dtype", "float16"); }, BV, "'cache_dtype' applies to mode decode only"},
+      {"MLA position_ids in decode", mla_dec, [](CaseFile& c) { c.values("input.position_ids", Dtype::I64, {9}, std::vector<std::int64_t>(9, 0)); }, XT, "not used in mode decode"},
+      // BitNet
+      {"packed weight unpacked", bit, [](CaseFile& c) { c.zeros("weight", Dtype::U8, {24, 40}); }, SM, "expected [out_features_packed, in_features] = [6, 40]"},
+      {"packed weight as float", bit, [](CaseFile& c) { c.zeros("weight", Dtype::F32, {6, 40}); }, DM, "'weight' has dtype F32, expected integer"},
+      {"packed weight as I8", bit, [](CaseFile& c) { c.zeros("weight", Dtype::I8, {6, 40}); }, DM, "has dtype I8; expected U8"},
+      {"packed code 3", bit, [](CaseFile& c) { c.put("weight", Dtype::U8, {6, 40}, std::vector<std::uint8_t>(240, 0xff)); }, BI, "has the code 3"},
+      {"missing weight_scale", bit, [](CaseFile& c) { c.drop("weight_scale"); }, MW, "weight 'weight_scale' [1] is missing"},
+      {"online BitLinear", "bit_linear_autobitlinear_online", [](CaseFile& c) { c.set("linear_class", "bitlinear"); }, BV, "quantization_mode online needs linear_class autobitlinear"},
+      {"weight_scale of an online layer", "bit_linear_autobitlinear_online", [](CaseFile& c) { c.zeros("weight_scale", Dtype::F32, {1}); }, XT, "not used unless quantization_mode=offline"},
+      {"BitNet layer missing k_proj scale", "bitnet_layer_bitlinear", [](CaseFile& c) { c.drop("self_attn.k_proj.weight_scale"); }, MW, "'self_attn.k_proj.weight_scale' [1] is missing"},
+      {"BitNet layer sub-norm width", "bitnet_layer_bitlinear", [](CaseFile& c) { c.zeros("mlp.ffn_sub_norm.weight", Dtype::F32, {32}); }, SM, "'mlp.ffn_sub_norm.weight' has shape [32], expected [intermediate_size] = [48]"},
+      {"BitNet layer heads", "bitnet_layer_bitlinear", [](CaseFile& c) { c.set("num_key_value_heads", "3"); }, BV, "must be a multiple of num_key_value_heads = 3"},
+      // RetNet
+      {"retention odd key_dim", ret, [](CaseFile& c) { c.set("decoder_retention_heads", "3"); }, BV, "decoder_embed_dim = 16 must be decoder_retention_heads = 3 times an even key_dim"},
+      {"retention unknown mode", ret, [](CaseFile& c) { c.set("mode", "decode"); }, BV, "mode 'decode' is not a mode of layer retention (modes: parallel, recurrent, chunkwise)"},
+      {"retention chunk key in parallel", ret, [](CaseFile& c) { c.set("recurrent_chunk_size", "4"); }, BV, "'recurrent_chunk_size' applies to mode chunkwise only"},
+      {"retention HF key", ret, [](CaseFile& c) { c.set("hidden_size", "16"); }, UK, "unknown config key 'hidden_size' for layer retention"},
+      {"retention value width", ret, [](CaseFile& c) { c.zeros("v_proj.weight", Dtype::F32, {16, 16}); }, SM, "'v_proj.weight' has shape [16, 16], expected [decoder_value_embed_dim, decoder_embed_dim] = [32, 16]"},
+      {"RetNet layer missing gate", "retnet_layer_gelu_parallel", [](CaseFile& c) { c.drop("ffn.gate.weight"); }, MW, "'ffn.gate.weight' [decoder_ffn_embed_dim, decoder_embed_dim] = [32, 16] is missing"},
+      {"RetNet layer prefixed names", "retnet_layer_gelu_parallel",
+       [](CaseFile& c) {
+         const auto t = *c.find("final_layer_norm.weight");
+         c.drop("final_layer_norm.weight").put("layers.0.final_layer_norm.weight", t.dtype, t.shape, t.bytes);
+       },
+       MW, "case weights carry no prefix"},
   };
 }
 
@@ -144,7 +182,9 @@ TEST(ConformanceErrors, EachMalformedCaseGivesItsOwnError) {
 TEST(ConformanceErrors, TheUnmodifiedBasesAreValid) {
   for (const char* base : {"linear_bias", "attention_llama_mha", "decode_llama_gqa", "embedding", "mlp_llama_silu",
                            "mlp_fc_gelu", "rms_norm_llama", "attention_bloom_alibi", "attention_gpt_oss_sinks_full",
-                           "attention_llama_bias_head_dim"}) {
+                           "attention_llama_bias_head_dim", "mla_q_lora_yarn_interleave_expanded",
+                           "mla_decode_q_lora_yarn", "bit_linear_bitlinear_bias", "bit_linear_autobitlinear_online",
+                           "bitnet_layer_bitlinear", "retention_parallel", "retnet_layer_gelu_parallel"}) {
     SCOPED_TRACE(base);
     EXPECT_NO_THROW(run_case(CaseFile::open(base).parse()));
   }
@@ -210,7 +250,8 @@ TEST(ConformanceErrors, FilesAndUsageThroughTheBinary) {
 TEST(ConformanceErrors, CorruptedCasesNeverCrash) {
   auto g = rng(77);
   int results = 0, errors = 0;
-  for (const char* base : {"linear_bias", "embedding", "attention_llama_gqa_llama3_rope", "decode_bloom_alibi"}) {
+  for (const char* base : {"linear_bias", "embedding", "attention_llama_gqa_llama3_rope", "decode_bloom_alibi",
+                           "mla_decode_q_lora_yarn", "bitnet_layer_decode", "retention_chunkwise_h4"}) {
     const auto good = CaseFile::open(base).bytes();
     std::uint64_t header = 0;
     for (int i = 0; i < 8; ++i) header |= std::uint64_t(good[static_cast<std::size_t>(i)]) << (8 * i);

@@ -19,19 +19,26 @@ tests/CMakeLists.txt registers as the CTest `conformance_roundtrip` when a venv 
 Modules (CPU, float32, eval mode, attn_implementation="eager"; configs from keyword arguments, never
 from_pretrained, no network): torch.nn.Linear, torch.nn.LayerNorm, torch.nn.Embedding; transformers
 LlamaMLP, T5DenseGatedActDense, CLIPMLP, LlamaRMSNorm, GemmaRMSNorm, LlamaAttention, MistralAttention,
-Gemma2Attention, GptOssAttention, StableLmAttention, BloomAttention. Attention masks and RoPE cos/sin
-are built with the same functions the models use (masking_utils, the model's rotary embedding,
+Gemma2Attention, GptOssAttention, StableLmAttention, BloomAttention, DeepseekV3Attention (MLA),
+BitNet's BitLinear / AutoBitLinear (integrations/bitnet.py) and BitNetDecoderLayer with those
+projections; torchscale 0.3.0 MultiScaleRetention and RetNet DecoderLayer. Attention masks and RoPE
+cos/sin are built with the same functions the models use (masking_utils, the model's rotary embedding,
 Bloom's build_alibi_tensor and _prepare_4d_causal_attention_mask_with_cache_position); decode cases
 run the module token by token with a transformers DynamicCache exactly as the model's forward does,
 and are checked against the same module's prefill output (allclose) before they are written.
+Retention cases run torchscale's parallel form (RetNetRelPos(T)), its recurrent form token by token
+(incremental_state) or its chunkwise form, as RetNetDecoder.forward does; each mode's case holds that
+mode's own torchscale output. TORCHDYNAMO_DISABLE=1 is set before torch is imported: transformers'
+BitNet helpers (unpack_weights, activation_quant) are torch.compile'd and run eagerly (same ops).
 """
 
-import argparse
-import json
-import math
 import os
+
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # before torch: transformers' BitNet helpers are torch.compile'd
+
+import argparse
+import math
 import re
-import struct
 import subprocess
 import sys
 import tempfile
@@ -42,8 +49,11 @@ import torch
 import transformers
 from safetensors import safe_open
 from transformers import DynamicCache, masking_utils
+from transformers.integrations import bitnet as hf_bitnet
+from transformers.models.bitnet import modeling_bitnet
 from transformers.models.bloom import modeling_bloom
 from transformers.models.clip import modeling_clip
+from transformers.models.deepseek_v3 import modeling_deepseek_v3
 from transformers.models.gemma import modeling_gemma
 from transformers.models.gemma2 import modeling_gemma2
 from transformers.models.gpt_oss import modeling_gpt_oss
@@ -51,6 +61,9 @@ from transformers.models.llama import modeling_llama
 from transformers.models.mistral import modeling_mistral
 from transformers.models.stablelm import modeling_stablelm
 from transformers.models.t5 import modeling_t5
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from golden_common import meta_value, safetensors_bytes, verify_file  # noqa: E402  (the shared deterministic writer)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "tests", "data", "golden", "run")
@@ -60,54 +73,6 @@ ROUNDTRIP_SEED_OFFSET = 7919
 torch.set_num_threads(1)  # one fixed reduction order
 torch.use_deterministic_algorithms(True)
 transformers.logging.set_verbosity_error()
-
-
-# ------------------------------------------------------------------------------------------------
-# Deterministic safetensors writer (sorted metadata, fixed tensor order, header padded to 8 bytes;
-# safetensors.torch.save_file orders __metadata__ differently on every run)
-# ------------------------------------------------------------------------------------------------
-
-_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-           torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.int8: "I8", torch.bool: "BOOL"}
-
-
-def tensor_bytes(t):
-    t = t.detach().contiguous().cpu()
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().astype("<i2").tobytes()
-    if t.dtype == torch.bool:
-        return t.numpy().astype(np.uint8).tobytes()
-    a = t.numpy()
-    return a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-
-
-def safetensors_bytes(tensors, metadata):
-    """tensors: list of (name, tensor) in file order; metadata: dict str -> str."""
-    header = {"__metadata__": {k: metadata[k] for k in sorted(metadata)}}
-    blobs, offset = [], 0
-    for name, t in tensors:
-        b = tensor_bytes(t)
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    h += b" " * ((8 - len(h) % 8) % 8)
-    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
-
-
-def verify_file(path, tensors, metadata):
-    with safe_open(path, framework="pt") as f:
-        assert f.metadata() == metadata, path
-        assert sorted(f.keys()) == sorted(n for n, _ in tensors), path
-        for name, t in tensors:
-            assert torch.equal(f.get_tensor(name), t.contiguous()), (path, name)
-
-
-def meta_value(v):
-    """Config values as metadata strings: strings raw, everything else JSON text (as HF's to_dict)."""
-    if isinstance(v, str):
-        return v
-    return json.dumps(v, sort_keys=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -470,6 +435,334 @@ def bloom_attention_case(seed, T, hidden, n_head, left_pad=0, mode="prefill", pr
                 row_mask=visible_rows(am if left_pad else None, T, None, False), what=what)
 
 
+# --- multi-head latent attention (DeepSeek-V2/V3) ------------------------------------------------
+
+
+def mla_init(module, gen):
+    """Weights ~ N(0, 2 / fan_in), biases ~ N(0, 0.25), RMSNorm weights ~ 1 + N(0, 0.04); name order."""
+    with torch.no_grad():
+        for name, p in sorted(module.named_parameters()):
+            if name.endswith("weight") and p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * math.sqrt(2.0 / p.shape[1]))
+            elif name.endswith("layernorm.weight"):
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+            elif name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+            else:
+                raise RuntimeError(f"no init rule for parameter {name}")
+
+
+MLA_KEYS = ("hidden_size", "num_attention_heads", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
+            "qk_rope_head_dim", "v_head_dim", "attention_bias", "rope_interleave", "rope_theta")
+
+
+def mla_case(seed, T, cfg_kwargs, mode="prefill", path=None, position_ids=None, prompt_length=0, cache_dtype=None,
+             tolerance=None, what=""):
+    """transformers DeepseekV3Attention (layer 0 of a small DeepseekV3Config), eager. Prefill: the module's
+    forward with the model's causal mask and DeepseekV3RotaryEmbedding cos/sin. Decode: the prompt, then one
+    token at a time through a DynamicCache (as DeepseekV3Model.forward calls it), checked against the
+    prefill output."""
+    config = transformers.DeepseekV3Config(
+        vocab_size=16, intermediate_size=32, moe_intermediate_size=16, num_hidden_layers=2, n_shared_experts=1,
+        n_routed_experts=4, num_experts_per_tok=2, n_group=1, topk_group=1, first_k_dense_replace=1,
+        attn_implementation="eager", **cfg_kwargs)
+    assert config.num_key_value_heads == config.num_attention_heads
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    attn = modeling_deepseek_v3.DeepseekV3Attention(config, layer_idx=0).eval()
+    mla_init(attn, gen)
+    rotary = modeling_deepseek_v3.DeepseekV3RotaryEmbedding(config)
+    x = torch.randn(1, T, config.hidden_size, generator=gen)
+
+    def run(xs, cp, pid, past):
+        mask = masking_utils.create_causal_mask(config=config, input_embeds=xs, attention_mask=None,
+                                                cache_position=cp, past_key_values=past, position_ids=pid)
+        return attn(xs, rotary(xs, pid), mask, past_key_values=past, cache_position=cp)[0]
+
+    with torch.no_grad():
+        pid = position_ids if position_ids is not None else torch.arange(T)[None, :]
+        prefill = run(x, torch.arange(T), pid, None)
+        if mode == "decode":
+            assert position_ids is None
+            past = DynamicCache(config=config)
+            outs = [run(x[:, a:b], torch.arange(a, b), torch.arange(a, b)[None, :], past)
+                    for a, b in decode_steps(T, prompt_length)]
+            out = torch.cat(outs, dim=1)
+            assert torch.allclose(out, prefill, atol=1e-5, rtol=1e-5), "mla decode != prefill"
+        else:
+            out = prefill
+    c = {k: getattr(config, k) for k in MLA_KEYS}
+    if config.rope_scaling is not None:
+        c["rope_scaling"] = config.rope_scaling
+        c["max_position_embeddings"] = config.max_position_embeddings
+    if path is not None:
+        c["path"] = path
+    if mode == "decode":
+        c["prompt_length"] = prompt_length
+        if cache_dtype is not None:
+            c["cache_dtype"] = cache_dtype
+    inputs = [("hidden_states", x[0])]
+    if position_ids is not None:
+        inputs.append(("position_ids", position_ids[0].to(torch.int64)))
+    return Case("mla", c, state(attn), inputs, {"hidden_states": out[0]},
+                src("transformers.models.deepseek_v3.modeling_deepseek_v3.DeepseekV3Attention"), mode=mode,
+                tolerance=tolerance, what=what)
+
+
+# --- BitNet b1.58 ---------------------------------------------------------------------------------
+
+
+def absmean_ternary(w):
+    """WeightQuant's ternarization, step by step: (ternary [out, in], divisor s = 1 / clamp(mean|w|, 1e-5),
+    multiplier mean). Asserted equal to what WeightQuant itself returns (t / s)."""
+    mean = w.abs().mean().clamp(min=1e-5)
+    s = 1.0 / mean
+    t = (w * s).round().clamp(-1, 1)
+    assert torch.equal(hf_bitnet.WeightQuant.apply(w), t / s)
+    return t, s.reshape(1), mean.reshape(1)
+
+
+def hf_packed(t):
+    packed = hf_bitnet.pack_weights(t.clone())  # pack_weights adds 1 to its argument in place
+    assert packed.dtype == torch.uint8
+    assert torch.equal(hf_bitnet.unpack_weights(packed, dtype=torch.float32)[: t.shape[0]], t)
+    return packed
+
+
+def bit_module(w, b, linear_class, mode, rms=None):
+    """The transformers module for dense weights w [out, in] (bias b or None): BitLinear (packed weights,
+    divisor scale), AutoBitLinear offline (packed weights through its load_state_dict hook, multiplier scale)
+    or AutoBitLinear online (w itself). Returns (module, state dict entries without a prefix)."""
+    out_f, in_f = w.shape
+    t, s, mean = absmean_ternary(w)
+    bias = b is not None
+    if linear_class == "bitlinear":
+        assert mode == "offline" and out_f % 4 == 0  # BitLinear's buffer is [out // 4, in]
+        m = hf_bitnet.BitLinear(in_f, out_f, bias=bias, dtype=torch.float32, use_rms_norm=rms is not None,
+                                rms_norm_eps=1e-6)
+        with torch.no_grad():
+            m.weight.copy_(hf_packed(t))
+            m.weight_scale.copy_(s)
+            if bias:
+                m.bias.copy_(b)
+            if rms is not None:
+                m.rms_norm.weight.copy_(rms)
+        sd = [("weight", m.weight.detach().clone()), ("weight_scale", m.weight_scale.detach().clone())]
+    else:
+        online = mode == "online"
+        m = hf_bitnet.AutoBitLinear(in_f, out_f, bias=bias, dtype=torch.float32, online_quant=online,
+                                    use_rms_norm=rms is not None, rms_norm_eps=1e-6)
+        sd = [("weight", w.clone())] if online else [("weight", hf_packed(t)), ("weight_scale", mean.clone())]
+        load = dict(sd)
+        if bias:
+            load["bias"] = b
+        if rms is not None:
+            load["rms_norm.weight"] = rms
+        m.load_state_dict(load)  # offline: the hook unpacks the uint8 weight
+    if bias:
+        sd.append(("bias", b.clone()))
+    if rms is not None:
+        sd.append(("rms_norm.weight", rms.clone()))
+    return m.eval(), sd
+
+
+def bit_linear_case(seed, T, in_f, out_f, linear_class="bitlinear", mode="offline", bias=False, rms_norm=False,
+                    ternary_format=None, what=""):
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(out_f, in_f, generator=gen) / math.sqrt(in_f)
+    b = torch.randn(out_f, generator=gen) * 0.5 if bias else None
+    rms = 1.0 + 0.2 * torch.randn(in_f, generator=gen) if rms_norm else None
+    x = torch.randn(T, in_f, generator=gen) * 2.0
+    if T >= 3:
+        x[1] = 0.0  # an all-zero token: output = bias
+    m, sd = bit_module(w, b, linear_class, mode, rms)
+    with torch.no_grad():
+        y = m(x)
+    c = {"in_features": in_f, "out_features": out_f}
+    if bias:
+        c["bias"] = True
+    if linear_class != "bitlinear":
+        c["linear_class"] = linear_class
+    if mode != "offline":
+        c["quantization_mode"] = mode
+    if rms_norm:
+        c["use_rms_norm"] = True
+        c["rms_norm_eps"] = 1e-6
+    if ternary_format:
+        c["ternary_format"] = ternary_format
+    cls = "BitLinear" if linear_class == "bitlinear" else "AutoBitLinear"
+    return Case("bit_linear", c, sd, [("hidden_states", x)], {"hidden_states": y},
+                src(f"transformers.integrations.bitnet.{cls}"), what=what)
+
+
+def bitnet_layer_case(seed, T, linear_class="bitlinear", quant_mode="offline", mode="prefill", prompt_length=0,
+                      position_ids=None, what=""):
+    """transformers BitNetDecoderLayer (eager) whose nn.Linear projections are replaced by BitLinear /
+    AutoBitLinear modules (what the BitNet quantizer's _replace_with_bitnet_linear builds), called as
+    BitNetModel.forward calls it (create_causal_mask, BitNetRotaryEmbedding); decode through a DynamicCache,
+    checked against the prefill output."""
+    config = transformers.BitNetConfig(vocab_size=16, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                       num_attention_heads=4, num_key_value_heads=2, hidden_act="relu2",
+                                       max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=500000.0,
+                                       attn_implementation="eager")
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    layer = modeling_bitnet.BitNetDecoderLayer(config, layer_idx=0).eval()
+    with torch.no_grad():
+        for name, p in sorted(layer.named_parameters()):
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[1]))
+            else:  # RMSNorm weights
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+    state_dict = {}
+    for parent_name, parent in (("self_attn", layer.self_attn), ("mlp", layer.mlp)):
+        for child_name, child in list(parent.named_children()):
+            if not isinstance(child, torch.nn.Linear):
+                continue
+            assert child.bias is None
+            new, sd = bit_module(child.weight.detach().clone(), None, linear_class, quant_mode)
+            setattr(parent, child_name, new)
+            for n, t in sd:
+                state_dict[f"{parent_name}.{child_name}.{n}"] = t
+    for n, p in layer.named_parameters():  # the norms (AutoBitLinear online: its float weights too)
+        state_dict.setdefault(n, p.detach().clone())
+    rotary = modeling_bitnet.BitNetRotaryEmbedding(config)
+    x = torch.randn(1, T, config.hidden_size, generator=gen)
+
+    def run(xs, cp, pid, past):
+        mask = masking_utils.create_causal_mask(config=config, input_embeds=xs, attention_mask=None,
+                                                cache_position=cp, past_key_values=past, position_ids=pid)
+        out = layer(xs, attention_mask=mask, position_ids=pid, past_key_values=past, use_cache=past is not None,
+                    cache_position=cp, position_embeddings=rotary(xs, pid))
+        return out[0] if isinstance(out, tuple) else out
+
+    with torch.no_grad():
+        pid = position_ids if position_ids is not None else torch.arange(T)[None, :]
+        prefill = run(x, torch.arange(T), pid, None)
+        if mode == "decode":
+            assert position_ids is None
+            past = DynamicCache(config=config)
+            out = torch.cat([run(x[:, a:b], torch.arange(a, b), torch.arange(a, b)[None, :], past)
+                             for a, b in decode_steps(T, prompt_length)], dim=1)
+            # Exact attention inputs differ between the two runs only in summation order; a quantization
+            # step may flip, so compare loosely here (the case holds the decode output itself).
+            assert torch.allclose(out, prefill, atol=1e-3, rtol=1e-3), "bitnet decode != prefill"
+        else:
+            out = prefill
+    c = {"hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
+         "num_attention_heads": config.num_attention_heads, "num_key_value_heads": config.num_key_value_heads,
+         "rms_norm_eps": config.rms_norm_eps, "rope_theta": config.rope_theta, "hidden_act": config.hidden_act}
+    if linear_class != "bitlinear":
+        c["linear_class"] = linear_class
+    if quant_mode != "offline":
+        c["quantization_mode"] = quant_mode
+    if mode == "decode":
+        c["prompt_length"] = prompt_length
+    inputs = [("hidden_states", x[0])]
+    if position_ids is not None:
+        inputs.append(("position_ids", position_ids[0].to(torch.int64)))
+    weights = [(n, state_dict[n]) for n in sorted(state_dict)]
+    cls = "BitLinear" if linear_class == "bitlinear" else "AutoBitLinear"
+    return Case("bitnet_layer", c, weights, inputs, {"hidden_states": out[0]},
+                src(f"transformers.models.bitnet.modeling_bitnet.BitNetDecoderLayer with {cls}"), mode=mode,
+                what=what)
+
+
+# --- RetNet (torchscale) --------------------------------------------------------------------------
+
+
+def torchscale_retnet():
+    """torchscale.architecture.retnet and component.multiscale_retention. retnet.py imports fairscale
+    (checkpoint_wrapper, wrap) and droppath.py timm (drop_path); neither runs here (no activation
+    checkpointing, no FSDP, drop_path_rate 0), so when they are not installed they are stubbed by modules
+    whose functions raise if called."""
+    import importlib
+    import types
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("stubbed dependency called")
+
+    for name, attrs in (("fairscale", {}), ("fairscale.nn", {"checkpoint_wrapper": unavailable, "wrap": unavailable}),
+                        ("timm", {}), ("timm.models", {}), ("timm.models.layers", {"drop_path": unavailable})):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            m = types.ModuleType(name)
+            m.__dict__.update(attrs)
+            sys.modules[name] = m
+    from torchscale.architecture import config as ts_config
+    from torchscale.architecture import retnet as ts_retnet
+    from torchscale.component import multiscale_retention as ts_msr
+    return ts_config, ts_retnet, ts_msr
+
+
+def torchscale_version():
+    from importlib.metadata import version
+    return f"torchscale {version('torchscale')}, torch {torch.__version__}"
+
+
+def retention_case(seed, T, kind, embed, value, heads, mode, eps=1e-6, chunk=None, ffn=None, activation_fn=None,
+                   qk_gain=1.0, what=""):
+    """torchscale MultiScaleRetention (kind "retention") or RetNet DecoderLayer (kind "layer"), built from a
+    RetNetConfig with the module's own reset_parameters under a fixed seed (RMSNorm weights of a layer set
+    to 1 + 0.1 N(0, 1)). Modes as RetNetDecoder.forward runs them: parallel (RetNetRelPos(T)), recurrent (one
+    token at a time with an incremental_state, RetNetRelPos(t + 1, activate_recurrent=True)), chunkwise
+    (RetNetRelPos(T', chunkwise_recurrent=True) over the input zero-padded to a multiple T' of the chunk,
+    the output cut back to T)."""
+    ts_config, ts_retnet, ts_msr = torchscale_retnet()
+    kw = dict(decoder_embed_dim=embed, decoder_value_embed_dim=value, decoder_retention_heads=heads,
+              layernorm_eps=eps, recurrent_chunk_size=chunk or 512)
+    if kind == "layer":
+        kw.update(decoder_ffn_embed_dim=ffn, activation_fn=activation_fn)
+    args = ts_config.RetNetConfig(**kw)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "retention":
+        module = ts_msr.MultiScaleRetention(args, embed, value, heads).eval()
+        if qk_gain != 1.0:  # larger scores, so that the abs-sum normalisation acts
+            with torch.no_grad():
+                module.q_proj.weight.mul_(qk_gain)
+                module.k_proj.weight.mul_(qk_gain)
+
+        def call(xs, rel, chunkwise, state):
+            return module(xs, rel, chunkwise_recurrent=chunkwise, incremental_state=state)
+    else:
+        module = ts_retnet.DecoderLayer(args, depth=0).eval()
+        with torch.no_grad():
+            for n, p in sorted(module.named_parameters()):
+                if n.endswith("layer_norm.weight"):
+                    p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+
+        def call(xs, rel, chunkwise, state):
+            return module(xs, incremental_state=state, chunkwise_recurrent=chunkwise, retention_rel_pos=rel)[0]
+    x = torch.randn(1, T, embed, generator=gen)
+    rel = ts_retnet.RetNetRelPos(args)
+    with torch.no_grad():
+        if mode == "parallel":
+            y = call(x, rel(T), False, None)
+        elif mode == "recurrent":
+            state = {}
+            y = torch.cat([call(x[:, t:t + 1], rel(t + 1, activate_recurrent=True), False, state) for t in range(T)],
+                          dim=1)
+        else:
+            pad = (chunk - T % chunk) % chunk
+            xp = torch.nn.functional.pad(x, (0, 0, 0, pad))
+            y = call(xp, rel(T + pad, chunkwise_recurrent=True), True, None)[:, :T]
+    c = {"decoder_embed_dim": embed, "decoder_value_embed_dim": value, "decoder_retention_heads": heads,
+         "layernorm_eps": eps}
+    if mode == "chunkwise":
+        c["recurrent_chunk_size"] = chunk
+    if kind == "layer":
+        c["decoder_ffn_embed_dim"] = ffn
+        c["activation_fn"] = activation_fn
+    weights = [(n, p.detach().clone()) for n, p in sorted(module.state_dict().items())]
+    layer = "retention" if kind == "retention" else "retnet_layer"
+    ref = ("torchscale.component.multiscale_retention.MultiScaleRetention" if kind == "retention"
+           else "torchscale.architecture.retnet.DecoderLayer")
+    return Case(layer, c, weights, [("hidden_states", x[0])], {"hidden_states": y[0]},
+                f"{ref} ({torchscale_version()})", mode=mode, what=what)
+
+
 # ------------------------------------------------------------------------------------------------
 # The case list (name, builder(seed)); base seeds are fixed, --roundtrip adds ROUNDTRIP_SEED_OFFSET.
 # ------------------------------------------------------------------------------------------------
@@ -480,6 +773,11 @@ GEMMA2 = dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head
               attn_logit_softcapping=4.0, final_logit_softcapping=30.0, sliding_window=6)
 GPT_OSS = dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=4,
                num_local_experts=4, num_experts_per_tok=2)
+
+MLA_SMALL = dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=24, qk_nope_head_dim=8,
+                 qk_rope_head_dim=8, v_head_dim=12, rope_theta=10000.0)
+MLA_YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16, "beta_fast": 32.0,
+            "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 0.8}
 
 
 def cases():
@@ -569,6 +867,51 @@ def cases():
             what="sinks, YaRN, biases, sliding window 4")),
         ("decode_bloom_alibi", lambda s: bloom_attention_case(s, 8, 32, 4, mode="decode", prompt_length=3,
                                                               what="ALiBi")),
+        ("mla_q_lora_yarn_interleave_expanded", lambda s: mla_case(
+            s, 9, dict(MLA_SMALL, q_lora_rank=16, rope_scaling=MLA_YARN, max_position_embeddings=64), path="expanded",
+            what="q_lora_rank 16, YaRN (mscale, mscale_all_dim), interleaved RoPE, expanded path")),
+        ("mla_q_proj_bias_half_rope_absorbed_position_ids", lambda s: mla_case(
+            s, 8, dict(MLA_SMALL, q_lora_rank=None, attention_bias=True, rope_interleave=False), path="absorbed",
+            position_ids=torch.arange(3, 11)[None, :],
+            what="q_proj (q_lora_rank null), biases, rotate_half RoPE, absorbed path, position_ids 3..10")),
+        ("mla_decode_q_lora_yarn", lambda s: mla_case(
+            s, 9, dict(MLA_SMALL, q_lora_rank=16, attention_bias=True, rope_scaling=MLA_YARN,
+                       max_position_embeddings=64), mode="decode", prompt_length=4,
+            what="q_lora_rank 16, biases (q_a_proj too), YaRN, prompt of 4 then 5 single tokens (LatentCache)")),
+        ("mla_decode_q_proj_f16_cache", lambda s: mla_case(
+            s, 8, dict(MLA_SMALL, q_lora_rank=None, attention_bias=True), mode="decode", cache_dtype="float16",
+            tolerance=2e-3, what="q_proj, biases, every token alone, float16 LatentCache")),
+        ("bit_linear_bitlinear_bias", lambda s: bit_linear_case(
+            s, 5, 40, 24, bias=True, what="BitLinear: packed weights, divisor weight_scale, bias")),
+        ("bit_linear_autobitlinear_offline_rms_norm", lambda s: bit_linear_case(
+            s, 4, 48, 16, linear_class="autobitlinear", rms_norm=True, ternary_format="tq1",
+            what="AutoBitLinear offline: packed weights, multiplier weight_scale; use_rms_norm; tq1 storage")),
+        ("bit_linear_autobitlinear_online", lambda s: bit_linear_case(
+            s, 4, 33, 20, linear_class="autobitlinear", mode="online", bias=True,
+            what="AutoBitLinear online: float weights quantized on load, bias")),
+        ("bitnet_layer_bitlinear", lambda s: bitnet_layer_case(
+            s, 7, what="GQA 4/2, relu2, BitLinear projections (packed)")),
+        ("bitnet_layer_autobitlinear_online_position_ids", lambda s: bitnet_layer_case(
+            s, 6, linear_class="autobitlinear", quant_mode="online", position_ids=torch.arange(2, 8)[None, :],
+            what="AutoBitLinear online projections, position_ids 2..7")),
+        ("bitnet_layer_decode", lambda s: bitnet_layer_case(
+            s, 8, mode="decode", prompt_length=3, what="BitLinear projections, prompt of 3 then 5 single tokens")),
+        ("retention_parallel", lambda s: retention_case(
+            s, 11, "retention", 16, 32, 2, "parallel", what="2 heads, dk 8, dv 16 (value = 2 embed)")),
+        ("retention_recurrent_eps_qk_gain", lambda s: retention_case(
+            s, 10, "retention", 16, 16, 2, "recurrent", eps=1e-3, qk_gain=16.0,
+            what="layernorm_eps 1e-3, q/k weights x16 (abs-sum normalisation acts)")),
+        ("retention_chunkwise_h4", lambda s: retention_case(
+            s, 13, "retention", 32, 24, 4, "chunkwise", chunk=5,
+            what="4 heads, dk 8, dv 6, chunks of 5 (the last one shorter)")),
+        ("retnet_layer_gelu_parallel", lambda s: retention_case(
+            s, 9, "layer", 16, 32, 2, "parallel", ffn=32, activation_fn="gelu", what="gelu FFN")),
+        ("retnet_layer_swish_recurrent", lambda s: retention_case(
+            s, 8, "layer", 16, 16, 2, "recurrent", eps=1e-5, ffn=24, activation_fn="swish",
+            what="swish FFN, layernorm_eps 1e-5")),
+        ("retnet_layer_chunkwise", lambda s: retention_case(
+            s, 10, "layer", 16, 32, 2, "chunkwise", chunk=4, ffn=32, activation_fn="gelu",
+            what="gelu FFN, chunks of 4 (T 10)")),
     ]
 
 
@@ -582,7 +925,7 @@ Written by `tools/make_golden.py` from the reference implementations themselves 
 `attn_implementation="eager"`); read by `tests/test_conformance.cpp`, which runs every case through the
 library in-process and through the `eigenformer-run` binary. The tests never need Python.
 
-Generated with: {versions}, safetensors {st}, numpy {np}, Python {py}.
+Generated with: {versions}, {ts}, safetensors {st}, numpy {np}, Python {py}.
 
 ## Regenerate
 
@@ -611,6 +954,11 @@ without a prefix, and `input.*`. The module's output is stored in the same file 
 Tolerance: max |got - want| <= tol * (1 + max |want|) over the compared rows; each layer's tol is in
 `eigenformer-run --list` / docs/conformance.md.
 
+BitNet cases with `quantization_mode` offline store transformers' packed ternary weights (U8
+`[ceil(out / 4), in]`, `pack_weights`) and `weight_scale` (the divisor 1 / mean|W| for `BitLinear`, the
+multiplier mean|W| for `AutoBitLinear`); online cases store the float weights AutoBitLinear quantizes
+at every call. Retention cases hold the output of torchscale's form named by `mode`.
+
 Reference names: cases use the module's own state_dict names. Bloom's fused `query_key_value`
 (interleaved per head) and `dense` are read as they are (`checkpoint_names: bloom`); the runner splits
 the fused weight into q/k/v. T5's `wi_0`/`wi_1`/`wo` and CLIP's `fc1`/`fc2` likewise
@@ -627,8 +975,8 @@ values: a Gemma 2 or gpt-oss full-attention layer has no `sliding_window`.
 
 def readme(rows, total):
     import platform
-    text = README_HEAD.format(versions=VERSIONS, st=safetensors.__version__, np=np.__version__,
-                              py=platform.python_version())
+    text = README_HEAD.format(versions=VERSIONS, ts=torchscale_version().split(",")[0], st=safetensors.__version__,
+                              np=np.__version__, py=platform.python_version())
     for r in rows:
         text += "| `{}` | {} | {} | `{}` | {} | {} |\n".format(*r)
     text += f"\nTotal: {total} bytes.\n"
@@ -701,7 +1049,7 @@ def roundtrip(runner):
         ok = r.returncode == 4 and "missing weight" in r.stderr
         failures += not ok
         print(f"{'ok  ' if ok else 'FAIL'} malformed case rejected: exit {r.returncode}: {r.stderr.strip()}")
-    print(f"round trip: {failures} failure(s) ({VERSIONS})")
+    print(f"round trip: {failures} failure(s) ({VERSIONS}, {torchscale_version().split(',')[0]})")
     return 1 if failures else 0
 
 

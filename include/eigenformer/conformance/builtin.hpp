@@ -8,7 +8,10 @@
 // tests/data/golden/run/ naming it is checked by tests/test_conformance.cpp.
 
 #include "layers/attention.hpp"
+#include "layers/bitnet.hpp"
 #include "layers/dense.hpp"
+#include "layers/mla.hpp"
+#include "layers/retention.hpp"
 #include "registry.hpp"
 
 namespace eigenformer {
@@ -22,6 +25,11 @@ inline void register_builtin_layers(Registry& r) {
   register_layer_norm(r);
   register_embedding(r);
   register_attention(r);
+  register_mla(r);
+  register_bit_linear(r);
+  register_bitnet_layer(r);
+  register_retention(r);
+  register_retnet_layer(r);
 }
 
 /// The registry with every built-in layer (built on first use; add your own layers to it before
