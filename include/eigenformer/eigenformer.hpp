@@ -43,4 +43,6 @@
 #include "norm/layer_norm.hpp"
 #include "norm/rms_norm.hpp"
 #include "retention/multiscale_retention.hpp"
+#include "retention/gated_retention.hpp"
 #include "retention/retnet_block.hpp"
+#include "retention/yoco.hpp"
