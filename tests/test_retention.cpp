@@ -375,6 +375,33 @@ TEST(MultiScaleRetention, ChunkwisePrefillThenRecurrentDecode) {
   }
 }
 
+// Sequences longer than the chunkwise form's row block (1024 rows, rounded up to whole chunks) run
+// block by block with the state carried between blocks: same outputs and final state as the
+// recurrent form, for chunk sizes that do and do not divide the block and the sequence.
+TEST(MultiScaleRetention, ChunkwiseAcrossRowBlocksEqualsRecurrent) {
+  const Case c{16, 24, 2, 1500};
+  const Reference r = make_reference(c, 0.0, 450);
+  const Matrix<double> x = random_input(c.T, c.E, 451);
+  const auto ld = make_layer<double>(r);
+  Workspace<double> ws;
+  auto rec = ld.make_state();
+  Matrix<double> want(c.T, c.E);
+  ld.forward_recurrent(x, want, rec, ws);
+  const double scale = want.cwiseAbs().maxCoeff();
+  for (Index chunk : {Index(7), Index(300), Index(512), Index(1100)}) {
+    auto st = ld.make_state();
+    Matrix<double> y(c.T, c.E);
+    ld.forward_chunkwise(x, y, st, ws, chunk);
+    EXPECT_LT(max_abs_diff(y, want), 1e-11 * scale) << "chunk " << chunk;
+    EXPECT_EQ(st.position, c.T);
+    EXPECT_LT((st.kv - rec.kv).cwiseAbs().maxCoeff(), 1e-11 * rec.kv.cwiseAbs().maxCoeff()) << "chunk " << chunk;
+    EXPECT_LT((st.scale - rec.scale).cwiseAbs().maxCoeff(), 1e-9) << "chunk " << chunk;
+    Matrix<double> y2(c.T, c.E);  // without a state: the same rows
+    ld.forward_chunkwise(x, y2, ws, chunk);
+    EXPECT_EQ(y2, y) << "chunk " << chunk;
+  }
+}
+
 // Recurrent decoding token by token equals one call over all the tokens (up to the projections'
 // rounding: Eigen's GEMV for one row and GEMM for many round differently), and the state does not grow.
 TEST(MultiScaleRetention, RecurrentStepByStepAndConstantState) {

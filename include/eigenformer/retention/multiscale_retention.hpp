@@ -200,6 +200,7 @@ class MultiScaleRetention {
 
  private:
   static constexpr Index kQueryBlock = 64;  // parallel form: queries per score block
+  static constexpr Index kRowBlock = 1024;  // chunkwise form: rows per block (rounded up to whole chunks)
 
   struct Buffers {
     MatrixMap<T> q, k, v, g, o;  // q, k [T, H*dk]; v, g, o [T, H*dv]
@@ -374,14 +375,43 @@ class MultiScaleRetention {
     const Index n = x.rows();
     if (n == 0) return;
     typename Workspace<T>::Frame frame(ws);
+    const Index H = cfg_.num_heads, dk = key_dim(), dv = head_dim();
+    // The carried state of every head, unnormalised (U = kv sqrt(scale)), across row blocks.
+    MatrixMap<T> carry = ws.matrix(H * dk, dv);
+    for (Index h = 0; h < H; ++h) {
+      if (state)
+        carry.middleRows(h * dk, dk) = state->kv.middleRows(h * dk, dk) * std::sqrt(state->scale(h));
+      else
+        carry.middleRows(h * dk, dk).setZero();
+    }
+    // Rows in blocks of whole chunks (>= kRowBlock rows): the projections, the chunks and the output
+    // of one block stay in cache, and the workspace does not grow with the sequence. The chunks are
+    // the same as in one pass, so the result does not depend on the block size.
+    const Index rows = std::max<Index>(1, (kRowBlock + chunk_size - 1) / chunk_size) * chunk_size;
     const std::int64_t pos0 = state ? state->position : 0;
-    Buffers b = project(x, pos0, ws);
-    chunk_core(b, state, chunk_size, ws);
-    if (state) state->position += n;
-    finish(b, y);
+    for (Index r0 = 0; r0 < n; r0 += rows) {
+      typename Workspace<T>::Frame block(ws);
+      const Index L = std::min(rows, n - r0);
+      Buffers b = project(x.middleRows(r0, L), pos0 + r0, ws);
+      chunk_core(b, carry, chunk_size, ws);
+      finish(b, y.middleRows(r0, L));
+    }
+    if (state) {  // back to the recurrent form's normalisation: scale = S after all tokens
+      for (Index h = 0; h < H; ++h) {
+        const double ld = log_decay_[static_cast<std::size_t>(h)], g = std::exp(ld);
+        // s_{t+1} = s_t gamma + 1, n times: closed form s gamma^n + (1 - gamma^n) / (1 - gamma).
+        const double gn = std::exp(ld * static_cast<double>(n));
+        const double sc = static_cast<double>(state->scale(h)) * gn + (1.0 - gn) / (1.0 - g);
+        state->scale(h) = static_cast<T>(sc);
+        state->kv.middleRows(h * dk, dk) = carry.middleRows(h * dk, dk) / static_cast<T>(std::sqrt(sc));
+      }
+      state->position += n;
+    }
   }
 
-  void chunk_core(Buffers& b, RetentionState<T>* st, Index B, Workspace<T>& ws) const {
+  // The chunks of one row block; carry [H * dk, dv] holds each head's unnormalised state U before the
+  // block and is left holding it after.
+  void chunk_core(Buffers& b, MatrixMap<T>& carry, Index B, Workspace<T>& ws) const {
     const Index n = b.q.rows(), H = cfg_.num_heads, dk = key_dim(), dv = head_dim();
     const Index Bc = std::min(B, n);  // scratch rows: no chunk is longer than the sequence
     // Per head: pw[m] = gamma^m for m <= B, rs[i] = 1 / sqrt(S_i) for i < B, S_{B-1}.
@@ -397,17 +427,12 @@ class MultiScaleRetention {
       sb[static_cast<std::size_t>(h)] = sum;
     }
     const int threads = static_cast<int>(std::max<Index>(1, std::min<Index>(num_threads(), H)));
-    // Per thread: scores [Bc, Bc], state U [dk, dv], decayed queries [Bc, dk], weighted values [Bc, dv].
-    const Index per = Bc * Bc + dk * dv + Bc * dk + Bc * dv + Bc;
+    // Per thread: scores [Bc, Bc], decayed queries [Bc, dk], weighted values [Bc, dv], inner scales [Bc].
+    const Index per = Bc * Bc + Bc * dk + Bc * dv + Bc;
     T* scratch = ws.template raw<T>(static_cast<std::size_t>(threads) * static_cast<std::size_t>(per));
     parallel_for_dynamic(H, threads, [&](Index h, int thread) {
       T* base = scratch + static_cast<std::size_t>(thread) * static_cast<std::size_t>(per);
-      MatrixMap<T> U(base + Bc * Bc, dk, dv, Eigen::OuterStride<>(dv));
-      if (st) {  // unnormalised state: kv * sqrt(scale)
-        U = st->kv.middleRows(h * dk, dk) * std::sqrt(st->scale(h));
-      } else {
-        U.setZero();
-      }
+      auto U = carry.middleRows(h * dk, dk);
       const T* p = pw.row(h).data();
       const T* r = rs.row(h).data();
       const T inv_sb = static_cast<T>(1.0 / sb[static_cast<std::size_t>(h)]);
@@ -418,9 +443,9 @@ class MultiScaleRetention {
         auto Vc = b.v.block(c0, h * dv, L, dv);
         auto O = b.o.block(c0, h * dv, L, dv);
         MatrixMap<T> A(base, L, L, Eigen::OuterStride<>(L));
-        MatrixMap<T> Qd(base + Bc * Bc + dk * dv, L, dk, Eigen::OuterStride<>(dk));
-        MatrixMap<T> Vw(base + Bc * Bc + dk * dv + Bc * dk, L, dv, Eigen::OuterStride<>(dv));
-        T* inner = base + Bc * Bc + dk * dv + Bc * dk + Bc * dv;
+        MatrixMap<T> Qd(base + Bc * Bc, L, dk, Eigen::OuterStride<>(dk));
+        MatrixMap<T> Vw(base + Bc * Bc + Bc * dk, L, dv, Eigen::OuterStride<>(dv));
+        T* inner = base + Bc * Bc + Bc * dk + Bc * dv;
         // Inner-chunk scores with the decay mask gamma^(i-j) / sqrt(S_i), and their abs-sum scale.
         A.noalias() = Q * K.transpose();
         for (Index i = 0; i < L; ++i) {
@@ -433,9 +458,9 @@ class MultiScaleRetention {
           for (Index j = i + 1; j < L; ++j) row[j] = T(0);
           inner[i] = std::max(T(1), sum);
         }
-        // cross_scale from the carried state (torchscale's kv_scale of kv_state = U / S_{B-1}).
-        T cross = T(1);
-        if (c0 > 0 || st) cross = std::max(T(1), U.cwiseAbs().colwise().sum().maxCoeff() * inv_sb);
+        // cross_scale from the carried state (torchscale's kv_scale of kv_state = U / S_{B-1}; 1 for an
+        // empty state, U = 0).
+        const T cross = std::max(T(1), U.cwiseAbs().colwise().sum().maxCoeff() * inv_sb);
         // Queries decayed by gamma^(i+1) / sqrt(S_i).
         for (Index i = 0; i < L; ++i) Qd.row(i) = Q.row(i) * (p[i + 1] * r[i]);
         O.noalias() = A * Vc;
@@ -445,15 +470,6 @@ class MultiScaleRetention {
         for (Index j = 0; j < L; ++j) Vw.row(j) = Vc.row(j) * p[L - 1 - j];
         U *= p[L];
         U.noalias() += K.transpose() * Vw;
-      }
-      if (st) {  // back to the recurrent form's normalisation: scale = S after all tokens
-        const double g = std::exp(log_decay_[static_cast<std::size_t>(h)]);
-        double s = static_cast<double>(st->scale(h));
-        // s_{t+1} = s_t gamma + 1, n times: closed form s gamma^n + (1 - gamma^n) / (1 - gamma).
-        const double gn = std::exp(log_decay_[static_cast<std::size_t>(h)] * static_cast<double>(n));
-        s = s * gn + (1.0 - gn) / (1.0 - g);
-        st->scale(h) = static_cast<T>(s);
-        st->kv.middleRows(h * dk, dk) = U / static_cast<T>(std::sqrt(s));
       }
     });
   }
