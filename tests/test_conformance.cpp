@@ -222,7 +222,8 @@ TEST(ConformanceRegistry, ANewLayerRegistersWithOneDeclaration) {
 
 TEST(ConformanceRegistry, BuiltinLayers) {
   std::vector<std::string> want = {"linear",    "mlp", "rms_norm",   "layer_norm",   "embedding",   "attention",
-                                   "mla",       "bit_linear", "bitnet_layer", "retention", "retnet_layer"};
+                                   "mla",       "bit_linear", "bitnet_layer", "retention", "retnet_layer",
+                                   "gated_retention", "yoco"};
   for (const std::string& n : want) EXPECT_NE(registry().find(n), nullptr) << n;
   const LayerSpec* a = registry().find("attention");
   ASSERT_NE(a, nullptr);
@@ -237,6 +238,16 @@ TEST(ConformanceRegistry, BuiltinLayers) {
     EXPECT_EQ(l->modes()[1].name, "recurrent");
     EXPECT_EQ(l->modes()[2].name, "chunkwise");
   }
+  const LayerSpec* g = registry().find("gated_retention");
+  ASSERT_NE(g, nullptr);
+  ASSERT_EQ(g->modes().size(), 2u);
+  EXPECT_EQ(g->modes()[0].name, "chunkwise");
+  EXPECT_EQ(g->modes()[1].name, "recurrent");
+  const LayerSpec* y = registry().find("yoco");
+  ASSERT_NE(y, nullptr);
+  ASSERT_EQ(y->modes().size(), 2u);
+  EXPECT_EQ(y->modes()[0].name, "prefill");
+  EXPECT_EQ(y->modes()[1].name, "decode");
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // Conformance: malformed cases. Each class of mistake (missing / extra / wrongly shaped / wrongly typed
 // weight, unknown layer, unknown or missing config key, bad config value, missing or invalid input; for
-// every layer family: dense, attention, MLA, BitNet, RetNet)
+// every layer family: dense, attention, MLA, BitNet, RetNet, YOCO)
 // gives its own conformance::Problem and a message naming the key or tensor, in-process (run_case)
 // and through the eigenformer-run binary (exit code 4, "eigenformer-run: <problem>: ..." on stderr);
 // unreadable and malformed files give exit code 3, usage errors 2. Random corruptions of valid cases
@@ -155,6 +155,17 @@ std::vector<Bad> bad_cases() {
          c.drop("final_layer_norm.weight").put("layers.0.final_layer_norm.weight", t.dtype, t.shape, t.bytes);
        },
        MW, "case weights carry no prefix"},
+      // YOCO (gated retention, decoder-decoder)
+      {"gated retention odd head_dim", "gated_retention_chunkwise", [](CaseFile& c) { c.set("n_self_heads", "3"); }, BV, "dim = 32 must be n_self_heads = 3 times an even head_dim"},
+      {"gated retention chunk key in recurrent", "gated_retention_recurrent_h4", [](CaseFile& c) { c.set("chunk_size", "4"); }, BV, "'chunk_size' applies to mode chunkwise only"},
+      {"gated retention missing gt_proj", "gated_retention_chunkwise", [](CaseFile& c) { c.drop("gt_proj.weight"); }, MW, "'gt_proj.weight' [n_self_heads, dim] = [2, 32] is missing"},
+      {"gated retention parallel mode", "gated_retention_chunkwise", [](CaseFile& c) { c.set("mode", "parallel"); }, BV, "mode 'parallel' is not a mode of layer gated_retention (modes: chunkwise, recurrent)"},
+      {"YOCO missing second self layer", "yoco_prefill_gqa", [](CaseFile& c) { c.drop("self_decoder.layers.1.mixer.gt_proj.weight"); }, MW, "'self_decoder.layers.1.mixer.gt_proj.weight' [n_self_heads, dim] = [2, 16] is missing"},
+      {"YOCO fewer layers than weights", "yoco_prefill_gqa", [](CaseFile& c) { c.set("n_layers", "2"); }, XT, "not used unless two_layers_each"},
+      {"YOCO odd layer count", "yoco_prefill_gqa", [](CaseFile& c) { c.set("n_layers", "3"); }, BV, "n_layers = 3 must be 2 or 4"},
+      {"YOCO k_proj of all heads", "yoco_prefill_gqa", [](CaseFile& c) { c.zeros("cross_decoder.k_proj.weight", Dtype::F32, {16, 16}); }, SM, "'cross_decoder.k_proj.weight' has shape [16, 16], expected [n_attn_kv_heads * head_dim, dim] = [8, 16]"},
+      {"YOCO prompt in prefill", "yoco_prefill_gqa", [](CaseFile& c) { c.set("prompt_length", "2"); }, BV, "'prompt_length' applies to mode decode only"},
+      {"YOCO prompt too long", "yoco_decode_prompt", [](CaseFile& c) { c.set("prompt_length", "10"); }, BV, "prompt_length = 10 exceeds the 9 tokens"},
   };
 }
 
@@ -184,7 +195,9 @@ TEST(ConformanceErrors, TheUnmodifiedBasesAreValid) {
                            "mlp_fc_gelu", "rms_norm_llama", "attention_bloom_alibi", "attention_gpt_oss_sinks_full",
                            "attention_llama_bias_head_dim", "mla_q_lora_yarn_interleave_expanded",
                            "mla_decode_q_lora_yarn", "bit_linear_bitlinear_bias", "bit_linear_autobitlinear_online",
-                           "bitnet_layer_bitlinear", "retention_parallel", "retnet_layer_gelu_parallel"}) {
+                           "bitnet_layer_bitlinear", "retention_parallel", "retnet_layer_gelu_parallel",
+                           "gated_retention_chunkwise", "gated_retention_recurrent_h4", "yoco_prefill_gqa",
+                           "yoco_decode_prompt"}) {
     SCOPED_TRACE(base);
     EXPECT_NO_THROW(run_case(CaseFile::open(base).parse()));
   }
@@ -251,7 +264,8 @@ TEST(ConformanceErrors, CorruptedCasesNeverCrash) {
   auto g = rng(77);
   int results = 0, errors = 0;
   for (const char* base : {"linear_bias", "embedding", "attention_llama_gqa_llama3_rope", "decode_bloom_alibi",
-                           "mla_decode_q_lora_yarn", "bitnet_layer_decode", "retention_chunkwise_h4"}) {
+                           "mla_decode_q_lora_yarn", "bitnet_layer_decode", "retention_chunkwise_h4",
+                           "yoco_decode_prompt"}) {
     const auto good = CaseFile::open(base).bytes();
     std::uint64_t header = 0;
     for (int i = 0; i < 8; ++i) header |= std::uint64_t(good[static_cast<std::size_t>(i)]) << (8 * i);

@@ -21,7 +21,9 @@ from_pretrained, no network): torch.nn.Linear, torch.nn.LayerNorm, torch.nn.Embe
 LlamaMLP, T5DenseGatedActDense, CLIPMLP, LlamaRMSNorm, GemmaRMSNorm, LlamaAttention, MistralAttention,
 Gemma2Attention, GptOssAttention, StableLmAttention, BloomAttention, DeepseekV3Attention (MLA),
 BitNet's BitLinear / AutoBitLinear (integrations/bitnet.py) and BitNetDecoderLayer with those
-projections; torchscale 0.3.0 MultiScaleRetention and RetNet DecoderLayer. Attention masks and RoPE
+projections; torchscale 0.3.0 MultiScaleRetention and RetNet DecoderLayer; and, where no runnable
+reference exists, a PyTorch transcription of unilm YOCO's GateRetention and YOCO (tools/yoco_reference.py,
+microsoft/unilm@7402b0eefe7eee5863c7b2c164a7b13cdc6425e6; the package itself needs CUDA). Attention masks and RoPE
 cos/sin are built with the same functions the models use (masking_utils, the model's rotary embedding,
 Bloom's build_alibi_tensor and _prepare_4d_causal_attention_mask_with_cache_position); decode cases
 run the module token by token with a transformers DynamicCache exactly as the model's forward does,
@@ -64,6 +66,7 @@ from transformers.models.t5 import modeling_t5
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from golden_common import meta_value, safetensors_bytes, verify_file  # noqa: E402  (the shared deterministic writer)
+import yoco_reference  # noqa: E402  (a transcription of unilm YOCO: no runnable package exists)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "tests", "data", "golden", "run")
@@ -763,6 +766,102 @@ def retention_case(seed, T, kind, embed, value, heads, mode, eps=1e-6, chunk=Non
                 f"{ref} ({torchscale_version()})", mode=mode, what=what)
 
 
+# --- YOCO (a transcription of unilm YOCO: tools/yoco_reference.py) --------------------------------
+
+
+def yoco_source(what):
+    return (f"tools/yoco_reference.py {what} (a PyTorch transcription of unilm YOCO, "
+            f"{yoco_reference.REFERENCE}; NOT the original package, which needs CUDA; torch {torch.__version__})")
+
+
+def yoco_init(module, gen, gt_gain=1.0):
+    """init_params (weights N(0, 2 / fan_in), RMSNorm weights 1 + N(0, 0.25)); gt_proj weights times gt_gain
+    (larger gate logits: decays spread over (0, 1) instead of all near exp(-log 2 / 16))."""
+    init_params(module, gen)
+    if gt_gain != 1.0:
+        with torch.no_grad():
+            for n, p in module.named_parameters():
+                if n.endswith("gt_proj.weight"):
+                    p.mul_(gt_gain)
+
+
+def gated_retention_case(seed, T, dim, heads, mode, chunk=None, norm_eps=1e-5, rope_theta=10000.0, gt_gain=1.0,
+                         what=""):
+    """GateRetention as SelfDecoder runs it: chunkwise = the forward without incremental_state over the input
+    zero-padded to a multiple of the chunk (SelfDecoder.forward's padding; the padded rows cut off again),
+    recurrent = one token at a time with an incremental_state (is_prefilling False), rel_pos of position t."""
+    gen = torch.Generator().manual_seed(seed)
+    args = yoco_reference.YOCOArgs(dim=dim, n_layers=2, hidden_dim=dim, n_self_heads=heads, n_attn_heads=heads,
+                                   n_attn_kv_heads=heads, max_seq_len=T + (chunk or 1), rope_theta=rope_theta,
+                                   norm_eps=norm_eps, block_size=chunk or 256)
+    module = yoco_reference.GateRetention(args).eval()
+    yoco_init(module, gen, gt_gain)
+    x = torch.randn(1, T, dim, generator=gen)
+    with torch.no_grad():
+        if mode == "chunkwise":
+            pad = (chunk - T % chunk) % chunk
+            xp = torch.nn.functional.pad(x, (0, 0, 0, pad))
+            y = module(xp, yoco_reference.gate_retention_rel_pos(args, 0, T + pad))[:, :T]
+        else:
+            state = {}
+            y = torch.cat([module(x[:, t:t + 1], yoco_reference.gate_retention_rel_pos(args, t, 1), state)
+                           for t in range(T)], dim=1)
+        # The two forms and the source's parallel_gate_retention agree (a check of the transcription).
+        q = yoco_reference.apply_rotary_emb(module.q_proj(x).view(1, T, heads, dim // heads),
+                                            *yoco_reference.gate_retention_rel_pos(args, 0, T), interleaved=True)
+        k = yoco_reference.apply_rotary_emb(module.k_proj(x).view(1, T, heads, dim // heads),
+                                            *yoco_reference.gate_retention_rel_pos(args, 0, T), interleaved=True)
+        v = module.v_proj(x).view(1, T, heads, dim // heads).transpose(1, 2)
+        gt = torch.nn.functional.logsigmoid(module.gt_proj(x).view(1, T, heads).transpose(1, 2)) / 16
+        o = yoco_reference.parallel_gate_retention(q.transpose(1, 2), k.transpose(1, 2), v, gt)
+        o = module.subln(o).transpose(1, 2).reshape(1, T, dim)
+        yp = module.out_proj(yoco_reference.swiglu(module.g_proj(x), o))
+        assert torch.allclose(y, yp, atol=1e-5, rtol=1e-4), (y - yp).abs().max()
+    c = {"dim": dim, "n_self_heads": heads, "norm_eps": norm_eps, "rope_theta": rope_theta}
+    if mode == "chunkwise":
+        c["chunk_size"] = chunk
+    weights = [(n, p.detach().clone()) for n, p in sorted(module.state_dict().items())]
+    return Case("gated_retention", c, weights, [("hidden_states", x[0])], {"hidden_states": y[0]},
+                yoco_source("GateRetention"), mode=mode, what=what)
+
+
+def yoco_case(seed, T, dim, n_layers, hidden_dim, self_heads, attn_heads, kv_heads, mode, block=256, prompt_length=0,
+              norm_eps=1e-5, rope_theta=10000.0, gt_gain=1.0, what=""):
+    """YOCO (without embedding / output projection) as its generation runs it: prefill = one forward over the
+    T embedded tokens (no incremental_state, is_prefilling True: the self-decoder chunkwise over the input
+    padded to a multiple of block_size, the cross-decoder over every row); decode = a prompt of prompt_length
+    tokens (is_prefilling True, with incremental_state) and then one token at a time (is_prefilling False,
+    start_pos t), every call's rows kept. Checked against the prefill output before writing."""
+    gen = torch.Generator().manual_seed(seed)
+    args = yoco_reference.YOCOArgs(dim=dim, n_layers=n_layers, hidden_dim=hidden_dim, n_self_heads=self_heads,
+                                   n_attn_heads=attn_heads, n_attn_kv_heads=kv_heads, max_seq_len=T + block,
+                                   rope_theta=rope_theta, norm_eps=norm_eps, block_size=block)
+    module = yoco_reference.YOCO(args).eval()
+    yoco_init(module, gen, gt_gain)
+    x = torch.randn(1, T, dim, generator=gen)
+    with torch.no_grad():
+        full = module(x, start_pos=0, incremental_state=None, is_prefilling=True)
+        if mode == "prefill":
+            y = full
+        else:
+            state, parts, t = {}, [], 0
+            if prompt_length > 0:
+                parts.append(module(x[:, :prompt_length], start_pos=0, incremental_state=state, is_prefilling=True))
+                t = prompt_length
+            for t in range(t, T):
+                parts.append(module(x[:, t:t + 1], start_pos=t, incremental_state=state, is_prefilling=False))
+            y = torch.cat(parts, dim=1)
+            assert torch.allclose(y, full, atol=1e-4, rtol=1e-4), (y - full).abs().max()
+    c = {"dim": dim, "n_layers": n_layers, "hidden_dim": hidden_dim, "n_self_heads": self_heads,
+         "n_attn_heads": attn_heads, "n_attn_kv_heads": kv_heads, "norm_eps": norm_eps, "rope_theta": rope_theta,
+         "block_size": block}
+    if mode == "decode":
+        c["prompt_length"] = prompt_length
+    weights = [(n, p.detach().clone()) for n, p in sorted(module.state_dict().items())]
+    return Case("yoco", c, weights, [("hidden_states", x[0])], {"hidden_states": y[0]},
+                yoco_source("YOCO"), mode=mode, what=what)
+
+
 # ------------------------------------------------------------------------------------------------
 # The case list (name, builder(seed)); base seeds are fixed, --roundtrip adds ROUNDTRIP_SEED_OFFSET.
 # ------------------------------------------------------------------------------------------------
@@ -912,6 +1011,18 @@ def cases():
         ("retnet_layer_chunkwise", lambda s: retention_case(
             s, 10, "layer", 16, 32, 2, "chunkwise", chunk=4, ffn=32, activation_fn="gelu",
             what="gelu FFN, chunks of 4 (T 10)")),
+        ("gated_retention_chunkwise", lambda s: gated_retention_case(
+            s, 11, 32, 2, "chunkwise", chunk=4, gt_gain=4.0,
+            what="2 heads, d 16, chunks of 4 (the last one shorter), gt_proj x4 (decays spread)")),
+        ("gated_retention_recurrent_h4", lambda s: gated_retention_case(
+            s, 9, 32, 4, "recurrent", norm_eps=1e-3, rope_theta=500.0, gt_gain=4.0,
+            what="4 heads, d 8, token by token, norm_eps 1e-3, rope_theta 500")),
+        ("yoco_prefill_gqa", lambda s: yoco_case(
+            s, 10, 16, 4, 16, 2, 4, 2, "prefill", block=4, gt_gain=4.0,
+            what="2 self + 2 cross layers, cross-attention GQA 4/2 (head_dim 4), self-decoder chunks of 4")),
+        ("yoco_decode_prompt", lambda s: yoco_case(
+            s, 9, 16, 2, 40, 2, 2, 1, "decode", block=256, prompt_length=4, gt_gain=4.0,
+            what="1 self + 1 cross layer, MQA 2/1 (head_dim 8), prompt of 4 then 5 single tokens")),
     ]
 
 
@@ -958,6 +1069,17 @@ BitNet cases with `quantization_mode` offline store transformers' packed ternary
 `[ceil(out / 4), in]`, `pack_weights`) and `weight_scale` (the divisor 1 / mean|W| for `BitLinear`, the
 multiplier mean|W| for `AutoBitLinear`); online cases store the float weights AutoBitLinear quantizes
 at every call. Retention cases hold the output of torchscale's form named by `mode`.
+
+**YOCO cases (`gated_retention_*`, `yoco_*`) are not from the original package.** unilm YOCO needs CUDA
+(Triton kernels, flash_attn, fairseq's model-parallel layers) and is not pip-installable, so their
+expected outputs come from a PyTorch transcription of its source, `tools/yoco_reference.py`, written
+from microsoft/unilm at commit 7402b0eefe7eee5863c7b2c164a7b13cdc6425e6,
+`YOCO/yoco/models/decoder/{{gate_retention.py, kernel/gate_recurrent.py, yoco.py, cross_attention.py,
+feedforward_network.py, rms_norm.py, kernel/swiglu.py, kernel/rotary.py}}` (its docstring lists the
+substitutions: nn.Linear for the parallel linears, the rotary / swiglu formulas for their kernels,
+`naive_kv_recurrent` for the Triton recurrence, an eager flash_attn_func, the 256-token chunk as a
+parameter). Each case's `source` metadata says so. The chunkwise and recurrent forms are checked against
+the file's own `parallel_gate_retention`, and YOCO's decode against its prefill, before writing.
 
 Reference names: cases use the module's own state_dict names. Bloom's fused `query_key_value`
 (interleaved per head) and `dense` are read as they are (`checkpoint_names: bloom`); the runner splits

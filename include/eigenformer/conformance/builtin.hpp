@@ -12,6 +12,7 @@
 #include "layers/dense.hpp"
 #include "layers/mla.hpp"
 #include "layers/retention.hpp"
+#include "layers/yoco.hpp"
 #include "registry.hpp"
 
 namespace eigenformer {
@@ -30,6 +31,8 @@ inline void register_builtin_layers(Registry& r) {
   register_bitnet_layer(r);
   register_retention(r);
   register_retnet_layer(r);
+  register_gated_retention(r);
+  register_yoco(r);
 }
 
 /// The registry with every built-in layer (built on first use; add your own layers to it before
