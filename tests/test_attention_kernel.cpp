@@ -193,11 +193,13 @@ TEST(FlashAttention, SpansAtArbitraryBoundaries) {
 
 // Decode items with >= kDecodeWideRows rows (query heads x queries per kv head, as MLA's absorbed
 // path with 16+ heads on one latent kv head) take the wide route: S^T with the keys as rows, P V a
-// tile at a time. Row counts 16, 17 (tails), 32 and 2 x 16; masks; spans; every storage type.
+// tile at a time. Row counts 16, 17 (tails), 32 and 2 x 16; head dims up to 576; masks; spans; every
+// storage type.
 TEST(FlashAttention, WideGroupDecodeMatchesReference) {
   auto g = eftest::rng(706);
+  // d = 200 and 576 (MLA's absorbed key: 512 + 64) cross the 128-dim depth slices of S^T.
   std::vector<Case> cases = {Case{16, 1, 72, 40, 1, 2100}, Case{17, 1, 24, 56, 1, 130}, Case{16, 1, 33, 33, 2, 300},
-                             Case{32, 2, 64, 64, 1, 2200}};
+                             Case{32, 2, 64, 64, 1, 2200}, Case{16, 1, 200, 24, 1, 150}, Case{16, 1, 576, 512, 1, 70}};
   Case masked{16, 1, 32, 32, 3, 200};
   masked.window = 70;
   masked.sinks = masked.alibi = masked.padding = true;

@@ -89,6 +89,7 @@ constexpr Index kDecodeSubTile = 8;        // keys per S step in decode; also th
 // path, wide GQA groups) are compute-bound: S^T = K (scale Q)^T runs with the keys as the micro-
 // kernel's rows (the transposed queries stay in cache) and P V takes a whole tile per call.
 constexpr Index kDecodeWideRows = 16;
+constexpr std::size_t kDecodeWideDepth = 128;  // wide S^T: key dims per pass (a [128, rows] slice of Q^T)
 constexpr double kMinParallelFlops = 2e6;  // smaller calls run on the calling thread
 
 // Per-item scratch: scaled queries, scores, output accumulator, running max/denominator, and the
@@ -282,8 +283,10 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
         // S = (scale Q) K^T for all rows of the group at once (K read once for all its heads).
         if (packed) {
           kernels::gemm_nn(urows, un, ud, sc.qs, ud, kt + tile * kt_tile, ldS, sc.s, ldS, false);
-        } else if (wide) {  // S^T = K (scale Q)^T, then S
-          kernels::gemm_nn(un, urows, ud, kbase, static_cast<std::size_t>(sp.k_ld), qt, urows, st, urows, false);
+        } else if (wide) {  // S^T = K (scale Q)^T in depth slices that keep the slice of Q^T in L1, then S
+          for (std::size_t p0 = 0; p0 < ud; p0 += kDecodeWideDepth)
+            kernels::gemm_nn(un, urows, std::min(kDecodeWideDepth, ud - p0), kbase + p0,
+                             static_cast<std::size_t>(sp.k_ld), qt + p0 * urows, urows, st, urows, p0 > 0);
           for (Index r = 0; r < rows; ++r)
             for (Index j = 0; j < n; ++j) sc.s[r * kKeyTile + j] = st[j * rows + r];
         } else {  // decode: 8 keys at a time, prefetching the K rows 8 keys ahead
