@@ -346,7 +346,7 @@ class MultiHeadLatentAttention {
       } else {
         E* conv = ws.template raw<E>(static_cast<std::size_t>(T * W));
         for (Index t = 0; t < T; ++t)
-          for (Index i = 0; i < W; ++i) conv[t * W + i] = from_float<E>(lat(t, i));
+          from_float_n(lat.data() + t * lat.outerStride(), conv + t * W, W);
         spans[n++] = latent_span(conv, W, T, pos0);
       }
       attend_absorbed(q, pos0, spans.data(), n, attn, ws);
@@ -397,8 +397,8 @@ class MultiHeadLatentAttention {
       s.v = v.data();
     } else {
       E* conv = ws.template raw<E>(static_cast<std::size_t>(k.size() + v.size()));
-      for (Index i = 0; i < k.size(); ++i) conv[i] = from_float<E>(k.data()[i]);
-      for (Index i = 0; i < v.size(); ++i) conv[k.size() + i] = from_float<E>(v.data()[i]);
+      from_float_n(k.data(), conv, k.size());  // k, v: contiguous workspace matrices
+      from_float_n(v.data(), conv + k.size(), v.size());
       s.k = conv;
       s.v = conv + k.size();
     }

@@ -105,8 +105,8 @@ class KVCache {
         E* vd = &v_[static_cast<std::size_t>((h * cfg_.capacity + slot) * cfg_.v_head_dim)];
         const float* ks = k.data() + t * k.outerStride() + h * cfg_.head_dim;
         const float* vs = v.data() + t * v.outerStride() + h * cfg_.v_head_dim;
-        for (Index i = 0; i < cfg_.head_dim; ++i) kd[i] = from_float<E>(ks[i]);
-        for (Index i = 0; i < cfg_.v_head_dim; ++i) vd[i] = from_float<E>(vs[i]);
+        from_float_n(ks, kd, cfg_.head_dim);
+        from_float_n(vs, vd, cfg_.v_head_dim);
       }
       ++appended_;
     }

@@ -84,9 +84,8 @@ class LatentCache {
           " tokens; appending ", T, " more would overflow it");
     const Index w = row_dim();
     for (Index t = 0; t < T; ++t) {
-      E* dst = data_.data() + static_cast<std::size_t>(size_ + t) * static_cast<std::size_t>(w);
-      const float* src = rows.data() + t * rows.outerStride();
-      for (Index i = 0; i < w; ++i) dst[i] = from_float<E>(src[i]);
+      from_float_n(rows.data() + t * rows.outerStride(),
+                   data_.data() + static_cast<std::size_t>(size_ + t) * static_cast<std::size_t>(w), w);
     }
     size_ += T;
   }

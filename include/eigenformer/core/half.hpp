@@ -3,6 +3,7 @@
 // reader and by half-precision caches. Both directions round to nearest even; values too large
 // for fp16 become +-inf; NaN stays NaN (quiet).
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -99,6 +100,12 @@ inline f16 from_float<f16>(float x) noexcept {
 template <>
 inline bf16 from_float<bf16>(float x) noexcept {
   return bf16{float_to_bf16(x)};
+}
+
+/// dst[i] = from_float<E>(src[i]) for i < n: a row of floats into a cache's storage type.
+template <class E>
+inline void from_float_n(const float* src, E* dst, std::ptrdiff_t n) noexcept {
+  for (std::ptrdiff_t i = 0; i < n; ++i) dst[i] = from_float<E>(src[i]);
 }
 
 }  // namespace eigenformer
