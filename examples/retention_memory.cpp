@@ -1,6 +1,6 @@
 // retention_memory: the inference memory of a RetNet (O(1) recurrent state per layer), of YOCO
-// (gated-retention states plus ONE global K/V cache shared by every cross-decoder layer) and of a
-// standard decoder of the same size (a K/V cache per layer), at 4K, 32K and 128K tokens of context.
+// (gated-retention states, or with the sliding-window self-decoder a 1024-row K/V ring per self layer,
+// plus ONE global K/V cache shared by every cross-decoder layer) and of a standard decoder of the same size (a K/V cache per layer), at 4K, 32K and 128K tokens of context.
 //
 // The model is Llama-3-8B-sized: width 4096, 32 layers, 32 attention heads of 128 with 8 K/V heads
 // (GQA), FFN 14336. YOCO splits the 32 layers as the reference does (YOCOConfig::from_args: 16
@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
   const std::size_t kv_bytes = 2;  // f16 K/V cache elements
   const YOCOConfig yoco = YOCOConfig::from_args(4096, 32, 14336, 32, 32, 8);
   const Index layers = yoco.n_self_layers + yoco.n_cross_layers;
+  YOCOConfig swa = yoco;  // the sliding-window-attention self-decoder (YOCOArgs.sliding_window)
+  swa.sliding_window = 1024;
 
   RetentionConfig ret;
   ret.embed_dim = 4096;
@@ -69,16 +71,20 @@ int main(int argc, char** argv) {
               long(layers), long(ret.num_heads), long(ret.embed_dim / ret.num_heads),
               long(ret.value_dim / ret.num_heads), mib(ret_state.bytes()));
   std::printf("  YOCO:             %ld gated-retention self-decoder layers (%.2f MiB of state each) + %ld cross-decoder"
-              " layers sharing one K/V cache\n\n",
+              " layers sharing one K/V cache\n",
               long(yoco.n_self_layers), mib(gret_state.bytes()), long(yoco.n_cross_layers));
+  std::printf("  YOCO-SWA:         the same with sliding-window attention (window %ld) in the self-decoder: a ring of"
+              " %ld K/V rows per self layer\n\n",
+              long(swa.sliding_window), long(swa.sliding_window));
 
-  std::printf("%10s %18s %14s %14s %16s %12s\n", "context", "standard (MiB)", "RetNet (MiB)", "YOCO (MiB)",
-              "YOCO states", "YOCO / std");
+  std::printf("%10s %18s %14s %14s %16s %16s %12s\n", "context", "standard (MiB)", "RetNet (MiB)", "YOCO (MiB)",
+              "YOCO states", "YOCO-SWA (MiB)", "YOCO / std");
   for (const std::int64_t ctx : contexts) {
     const DecoderMemory std_mem = standard_decoder_memory(yoco, ctx, kv_bytes);
     const DecoderMemory y = yoco_memory(yoco, ctx, kv_bytes);
-    std::printf("%10lld %18.1f %14.1f %14.1f %16.1f %11.3fx\n", static_cast<long long>(ctx), mib(std_mem.total()),
-                mib(retnet_bytes), mib(y.total()), mib(y.state_bytes),
+    const DecoderMemory w = yoco_memory(swa, ctx, kv_bytes);
+    std::printf("%10lld %18.1f %14.1f %14.1f %16.1f %16.1f %11.3fx\n", static_cast<long long>(ctx),
+                mib(std_mem.total()), mib(retnet_bytes), mib(y.total()), mib(y.state_bytes), mib(w.total()),
                 static_cast<double>(y.total()) / static_cast<double>(std_mem.total()));
   }
 

@@ -409,6 +409,48 @@ TEST(RotaryEmbedding, TableApplyAndCosSinAgree) {
   }
 }
 
+// torchscale / YOCO schedule: theta^-linspace(0, 1, d/2), written plainly in double.
+TEST(RotaryEmbedding, LinspaceFrequenciesAndConsecutivePositions) {
+  for (Index d : {2, 4, 16, 64}) {
+    const RotaryEmbedding rope(RopeConfig::linspace_interleaved(d, 500000.0));
+    const Index half = d / 2;
+    ASSERT_EQ(rope.inv_freq().size(), static_cast<std::size_t>(half));
+    // The float buffer holds torch's float32 linspace value, off by up to ~1 ulp (2^-24 relative), which
+    // pow(theta, .) multiplies by ln(theta) = 13.1; then the float rounding of the result.
+    const double tol_f = (std::log(500000.0) + 1.0) * std::ldexp(1.0, -23);
+    for (Index k = 0; k < half; ++k) {
+      const double lin = half > 1 ? static_cast<double>(k) / static_cast<double>(half - 1) : 0.0;
+      const double want = std::pow(500000.0, -lin);
+      EXPECT_NEAR(rope.inv_freq()[static_cast<std::size_t>(k)], want, tol_f * want) << d << " " << k;
+      std::vector<double> fd(static_cast<std::size_t>(half));
+      rope.inv_freq_for<double>(1, fd.data());
+      EXPECT_NEAR(fd[static_cast<std::size_t>(k)], want, 1e-14 * want);  // same amplification in double
+    }
+  }
+  // apply_from(pos0) == apply(positions pos0, pos0 + 1, ...); the q/k pair form == two calls.
+  auto g = eftest::rng(209);
+  const RotaryEmbedding rope(RopeConfig::linspace_interleaved(16, 10000.0));
+  const Index T = 5;
+  Mat<float> q = eftest::random_matrix<float>(T, 4 * 16, g), k = eftest::random_matrix<float>(T, 2 * 16, g);
+  Mat<float> q1 = q, k1 = k, q2 = q, k2 = k;
+  const std::vector<std::int64_t> pos = {40, 41, 42, 43, 44};
+  rope.apply<float>(q1, 4, pos.data());
+  rope.apply<float>(k1, 2, pos.data());
+  rope.apply_from<float>(q2, 4, k2, 2, 40);
+  EXPECT_EQ(q1, q2);
+  EXPECT_EQ(k1, k2);
+  rope.apply_from<float>(q, 4, 40);
+  EXPECT_EQ(q, q1);
+  Mat<float> empty(0, 64);
+  rope.apply_from<float>(empty, 4, 0);
+  EXPECT_EF_ERROR(rope.apply_from<float>(q, 4, -1), ErrorKind::invalid_argument, "RoPE", "pos0 = -1");
+  EXPECT_EF_ERROR(rope.apply_from<float>(q, 4, k, 4, 0), ErrorKind::shape_mismatch, "RoPE", "k");
+  RopeConfig bad = RopeConfig::linspace_interleaved(16, 10000.0);
+  bad.scaling.type = RopeType::linear;
+  bad.scaling.factor = 2.0;
+  EXPECT_EF_ERROR(RotaryEmbedding{bad}, ErrorKind::config, "RoPE", "linspace", "linear");
+}
+
 TEST(RotaryEmbedding, DynamicNtkFollowsSeqLen) {
   RopeConfig cfg = make_cfg(32, 0, RopeLayout::half, RopeType::dynamic);
   const RotaryEmbedding rope(cfg);

@@ -434,10 +434,12 @@ TEST(MultiScaleRetention, TablesFollowTorchscale) {
   cfg.embed_dim = 32;
   cfg.num_heads = 2;  // key_dim 16: 8 angles
   MultiScaleRetention<float> m(cfg);
-  ASSERT_EQ(m.angles().size(), 8u);
-  EXPECT_EQ(m.angles()[0], 1.0f);
-  EXPECT_NEAR(m.angles()[7], 1e-4, 1e-10);
-  EXPECT_NEAR(m.angles()[1], 1.0 / std::pow(10000.0, 1.0 / 7.0), 1e-7);
+  const std::vector<float>& f = m.rotary().inv_freq();
+  ASSERT_EQ(f.size(), 8u);
+  EXPECT_EQ(m.rotary().layout(), RopeLayout::interleaved);
+  EXPECT_EQ(f[0], 1.0f);
+  EXPECT_NEAR(f[7], 1e-4, 1e-10);
+  EXPECT_NEAR(f[1], 1.0 / std::pow(10000.0, 1.0 / 7.0), 1e-7);
   ASSERT_EQ(m.log_decays().size(), 2u);
   EXPECT_NEAR(m.log_decays()[0], std::log(1 - 1.0 / 32), 1e-7);
   EXPECT_NEAR(m.log_decays()[1], std::log(1 - 1.0 / 64), 1e-7);

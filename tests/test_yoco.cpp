@@ -268,10 +268,12 @@ TEST(GatedRetention, TablesNamesAndParameters) {
   cfg.num_heads = 4;  // head_dim 16: 8 angles
   cfg.rope_theta = 500000.0;
   GatedRetention<float> m(cfg, "self_decoder.layers.1.mixer");
-  ASSERT_EQ(m.angles().size(), 8u);
-  EXPECT_EQ(m.angles()[0], 1.0f);
-  EXPECT_NEAR(m.angles()[7], 1.0 / 500000.0, 1e-11);
-  EXPECT_NEAR(m.angles()[3], 1.0 / std::pow(500000.0, 3.0 / 7.0), 1e-7);
+  const std::vector<float>& f = m.rotary().inv_freq();
+  ASSERT_EQ(f.size(), 8u);
+  EXPECT_EQ(m.rotary().layout(), RopeLayout::interleaved);
+  EXPECT_EQ(f[0], 1.0f);
+  EXPECT_NEAR(f[7], 1.0 / 500000.0, 1e-11);
+  EXPECT_NEAR(f[3], 1.0 / std::pow(500000.0, 3.0 / 7.0), 1e-7);
   EXPECT_EQ(m.head_dim(), 16);
   EXPECT_EQ(m.parameters(), 5 * 64 * 64 + 4 * 64);
   EXPECT_EQ(m.gt_proj().weight().rows(), 4);
@@ -406,6 +408,7 @@ struct YRef {
     GRef mixer;
     VecD n1, n2;
     FfnRef ffn;
+    MatD wq, wk, wv, wo;  // sliding-window attention (cfg.sliding_window > 0)
   };
   struct Cross {
     MatD wq, wo;
@@ -421,7 +424,7 @@ struct YRef {
     const double eps = cfg.norm_eps;
     MatD h = x;
     for (const Self& l : self) {
-      h += l.mixer.forward(rms(h, l.n1, eps));
+      h += cfg.sliding() ? window_attention(l, rms(h, l.n1, eps)) : l.mixer.forward(rms(h, l.n1, eps));
       h += l.ffn.forward(rms(h, l.n2, eps));
     }
     const Index hd = cfg.head_dim(), H = cfg.n_attn_heads, G = cfg.n_attn_heads / cfg.n_attn_kv_heads;
@@ -454,6 +457,29 @@ struct YRef {
       h += l.ffn.forward(rms(h, l.n2, eps));
     }
     return rms(h, final_norm, eps);
+  }
+
+  // SlidingWindowAttention: n_self_heads heads, RoPE on q and k, query t sees keys (t - window, t].
+  MatD window_attention(const Self& l, const MatD& z) const {
+    const Index H = cfg.n_self_heads, d = cfg.self_head_dim(), T = z.rows(), W = cfg.sliding_window;
+    MatD q = z * l.wq.transpose(), k = z * l.wk.transpose();
+    const MatD v = z * l.wv.transpose();
+    rotate(q, H, d, 0, cfg.rope_theta);
+    rotate(k, H, d, 0, cfg.rope_theta);
+    MatD att = MatD::Zero(T, cfg.dim);
+    for (Index hh = 0; hh < H; ++hh)
+      for (Index t = 0; t < T; ++t) {
+        const Index j0 = std::max<Index>(0, t - W + 1);
+        std::vector<double> s;
+        for (Index j = j0; j <= t; ++j)
+          s.push_back(q.row(t).segment(hh * d, d).dot(k.row(j).segment(hh * d, d)) / std::sqrt(double(d)));
+        const double mx = *std::max_element(s.begin(), s.end());
+        double den = 0;
+        for (auto& e : s) den += e = std::exp(e - mx);
+        for (Index j = j0; j <= t; ++j)
+          att.block(t, hh * d, 1, d) += s[std::size_t(j - j0)] / den * v.block(j, hh * d, 1, d);
+      }
+    return att * l.wo.transpose();
   }
 };
 
@@ -490,6 +516,12 @@ YRef make_yref(const YOCOConfig& c, std::uint32_t salt) {
     l.n1 = nw(c.dim);
     l.n2 = nw(c.dim);
     l.ffn = ffn();
+    if (c.sliding()) {
+      l.wq = w(c.dim, c.dim);
+      l.wk = w(c.dim, c.dim);
+      l.wv = w(c.dim, c.dim);
+      l.wo = w(c.dim, c.dim);
+    }
     r.self.push_back(l);
   }
   r.kv_norm = nw(c.dim);
@@ -509,8 +541,14 @@ YOCO make_yoco(const YRef& r) {
   auto norm = [&](const VecD& v) { return RMSNorm<float>(YOCO::norm_config(c), v.cast<float>()); };
   auto ffn = [&](const FfnRef& f) { return MLP<float>(YOCO::ffn_config(c), lin(f.fc1), lin(f.gate), lin(f.fc2)); };
   std::vector<YOCOSelfLayer> self;
-  for (const auto& l : r.self)
-    self.push_back({make_glayer<float>(l.mixer, "mixer", c.chunk_size), norm(l.n1), ffn(l.ffn), norm(l.n2)});
+  for (const auto& l : r.self) {
+    if (c.sliding())
+      self.push_back({GatedRetention<float>(), norm(l.n1), ffn(l.ffn), norm(l.n2),
+                      MultiHeadAttention(YOCO::window_attention_config(c), lin(l.wq), lin(l.wk), lin(l.wv),
+                                         lin(l.wo))});
+    else
+      self.push_back({make_glayer<float>(l.mixer, "mixer", c.chunk_size), norm(l.n1), ffn(l.ffn), norm(l.n2), {}});
+  }
   std::vector<YOCOCrossLayer> cross;
   for (const auto& l : r.cross) cross.push_back({lin(l.wq), lin(l.wo), norm(l.n1), ffn(l.ffn), norm(l.n2)});
   return YOCO(c, std::move(self), norm(r.kv_norm), lin(r.wk), lin(r.wv), std::move(cross), norm(r.final_norm),
@@ -610,51 +648,56 @@ TEST(YOCO, CacheDoesNotGrowWithCrossLayers) {
   EXPECT_EQ(a.kv_width(), 1024);
 }
 
-TEST(YOCO, LoadFromCheckpointNames) {
-  const YRef r = make_yref(small_config(), 2200);
-  const YOCO m = make_yoco(r);
+// The reference's state dict of r under `prefix` (YOCO module names).
+std::vector<std::uint8_t> yoco_checkpoint(const YRef& r, const std::string& prefix) {
   SafeTensorsWriter w;
-  auto add = [&](const std::string& n, const MatD& v) { w.add(n + ".weight", v.cast<float>().eval()); };
-  auto addv = [&](const std::string& n, const VecD& v) { w.add(n + ".weight", v.cast<float>().eval()); };
-  auto add_ffn = [&](const std::string& p, const FfnRef& f) {
+  auto add = [&](const std::string& n, const auto& v) {
+    w.add(join_name(prefix, n) + ".weight", v.template cast<float>().eval());
+  };
+  auto add_block = [&](const std::string& p, const VecD& n1, const VecD& n2, const FfnRef& f) {
+    add(p + ".mixer_layer_norm", n1);
+    add(p + ".final_layer_norm", n2);
     add(p + ".ffn.fc1", f.fc1);
     add(p + ".ffn.gate", f.gate);
     add(p + ".ffn.fc2", f.fc2);
   };
   for (std::size_t i = 0; i < r.self.size(); ++i) {
-    const std::string p = "model.self_decoder.layers." + std::to_string(i);
-    const GRef& g = r.self[i].mixer;
-    add(p + ".mixer.q_proj", g.wq);
-    add(p + ".mixer.k_proj", g.wk);
-    add(p + ".mixer.v_proj", g.wv);
-    add(p + ".mixer.g_proj", g.wg);
-    add(p + ".mixer.gt_proj", g.wgt);
-    add(p + ".mixer.out_proj", g.wo);
-    addv(p + ".mixer_layer_norm", r.self[i].n1);
-    addv(p + ".final_layer_norm", r.self[i].n2);
-    add_ffn(p, r.self[i].ffn);
+    const std::string p = "self_decoder.layers." + std::to_string(i);
+    const YRef::Self& l = r.self[i];
+    const bool sw = r.cfg.sliding();
+    add(p + ".mixer.q_proj", sw ? l.wq : l.mixer.wq);
+    add(p + ".mixer.k_proj", sw ? l.wk : l.mixer.wk);
+    add(p + ".mixer.v_proj", sw ? l.wv : l.mixer.wv);
+    add(p + ".mixer.out_proj", sw ? l.wo : l.mixer.wo);
+    if (!sw) {
+      add(p + ".mixer.g_proj", l.mixer.wg);
+      add(p + ".mixer.gt_proj", l.mixer.wgt);
+    }
+    add_block(p, l.n1, l.n2, l.ffn);
   }
-  addv("model.cross_decoder.kv_layer_norm", r.kv_norm);
-  add("model.cross_decoder.k_proj", r.wk);
-  add("model.cross_decoder.v_proj", r.wv);
+  add("cross_decoder.kv_layer_norm", r.kv_norm);
+  add("cross_decoder.k_proj", r.wk);
+  add("cross_decoder.v_proj", r.wv);
   for (std::size_t i = 0; i < r.cross.size(); ++i) {
-    const std::string p = "model.cross_decoder.layers." + std::to_string(i);
+    const std::string p = "cross_decoder.layers." + std::to_string(i);
     add(p + ".mixer.q_proj", r.cross[i].wq);
     add(p + ".mixer.out_proj", r.cross[i].wo);
-    addv(p + ".mixer_layer_norm", r.cross[i].n1);
-    addv(p + ".final_layer_norm", r.cross[i].n2);
-    add_ffn(p, r.cross[i].ffn);
+    add_block(p, r.cross[i].n1, r.cross[i].n2, r.cross[i].ffn);
   }
-  addv("model.layer_norm", r.final_norm);
-  const SafeTensors st = SafeTensors::from_bytes(w.to_bytes());
+  add("layer_norm", r.final_norm);
+  return w.to_bytes();
+}
+
+TEST(YOCO, LoadFromCheckpointNames) {
+  const YRef r = make_yref(small_config(), 2200);
+  const YOCO m = make_yoco(r);
+  const SafeTensors st = SafeTensors::from_bytes(yoco_checkpoint(r, "model"));
   const YOCO loaded = YOCO::load(st, r.cfg, "model");
   EXPECT_EQ(loaded.parameters(), m.parameters());
   const Matrix<float> x = random_input(9, 32, 2201).cast<float>();
   EXPECT_TRUE(yoco_prefill(loaded, x) == yoco_prefill(m, x));
-  // a missing tensor is named
-  SafeTensorsWriter w2;
-  add_ffn("x", r.self[0].ffn);
-  const SafeTensors st2 = SafeTensors::from_bytes(w2.to_bytes());
+  // a missing tensor is named (the same weights under another prefix)
+  const SafeTensors st2 = SafeTensors::from_bytes(yoco_checkpoint(r, "other"));
   try {
     YOCO::load(st2, r.cfg, "model");
     ADD_FAILURE() << "no error";
@@ -703,7 +746,9 @@ TEST(YOCO, Errors) {
                  return k;
                }()).make_cache(8);
   expect_error([&] { m.forward(x, y, wrong, ws); }, ErrorKind::shape_mismatch,
-               "cache has 2 self-decoder states and K/V [8, 32]; expected 2 states of 2 heads and K/V [*, 16]", L);
+               "cache has 2 self-decoder states, 0 window caches and K/V [8, 32]; expected 2 states of 2 heads and "
+               "K/V [*, 16]",
+               L);
   // from parts: a misshaped shared projection is named
   expect_error(
       [&] {
@@ -723,3 +768,92 @@ TEST(YOCO, Errors) {
 
 
 }  // namespace
+
+// ------------------------------------------------------------------------------------------------
+// YOCO with the sliding-window-attention self-decoder (YOCOArgs.sliding_window)
+// ------------------------------------------------------------------------------------------------
+
+YOCOConfig window_config(Index window, Index n_cross = 2) {
+  YOCOConfig c = small_config(n_cross);
+  c.sliding_window = window;
+  return c;
+}
+
+TEST(YOCOSlidingWindow, PrefillMatchesReference) {
+  for (Index window : {Index(1), Index(4), Index(7), Index(40)}) {
+    const YRef r = make_yref(window_config(window), 2400 + std::uint32_t(window));
+    const YOCO m = make_yoco(r);
+    const MatD x = random_input(23, 32, 2410);
+    const MatD want = r.forward(x);
+    const MatD got = yoco_prefill(m, x.cast<float>()).cast<double>();
+    EXPECT_LT(max_abs_diff(got, want), 1e-4 * want.cwiseAbs().maxCoeff()) << "window " << window;
+  }
+}
+
+TEST(YOCOSlidingWindow, DecodeEqualsPrefillWithABoundedWindowCache) {
+  const Index T = 23, window = 4;
+  const YRef r = make_yref(window_config(window), 2500);
+  const YOCO m = make_yoco(r);
+  const Matrix<float> x = random_input(T, 32, 2501).cast<float>();
+  const Matrix<float> full = yoco_prefill(m, x);
+  const float scale = full.cwiseAbs().maxCoeff();
+  Workspace<float> ws;
+  // token by token; prefill longer than the window, then decoding; several prefills in a row
+  for (Index split : {Index(1), Index(3), Index(9), Index(15)}) {
+    auto cache = m.make_cache(T);
+    ASSERT_EQ(cache.self_kv.size(), 2u);
+    EXPECT_TRUE(cache.self_states.empty());
+    Matrix<float> y(T, 32);
+    m.forward(x.topRows(split), y.topRows(split), cache, ws);
+    for (Index t = split; t < T; t += 2) {
+      const Index n = std::min<Index>(2, T - t);
+      m.forward(x.middleRows(t, n), y.middleRows(t, n), cache, ws);
+    }
+    EXPECT_LT((y - full).cwiseAbs().maxCoeff(), 2e-5f * scale) << split;
+    EXPECT_EQ(cache.position, T);
+    for (const auto& kv : cache.self_kv) EXPECT_EQ(kv.size(), window);  // only the newest window tokens
+  }
+}
+
+// The self-decoder's window caches are bounded; the global K/V is the only part that grows, once.
+TEST(YOCOSlidingWindow, MemoryIsBoundedAndIndependentOfCrossLayers) {
+  const Index window = 16;
+  const YOCOConfig c = window_config(window);
+  for (std::int64_t ctx : {std::int64_t(8), std::int64_t(1000), std::int64_t(4000)}) {
+    const DecoderMemory mem = yoco_memory(c, ctx);
+    EXPECT_EQ(mem.state_bytes, 0u);
+    EXPECT_EQ(mem.window_cache_bytes, 2u * 16u * 2u * 32u * 4u);  // layers x window x (K + V) x dim x float
+    EXPECT_EQ(mem.kv_cache_bytes, 2u * std::size_t(ctx) * 16u * 4u);
+    for (Index n_cross : {Index(1), Index(6)}) {
+      const YOCO m(window_config(window, n_cross));
+      EXPECT_EQ(m.make_cache(ctx).bytes(), mem.total()) << ctx << " " << n_cross;
+    }
+  }
+}
+
+TEST(YOCOSlidingWindow, LoadNamesAndErrors) {
+  const YRef r = make_yref(window_config(5), 2600);
+  const YOCO m = make_yoco(r);
+  const SafeTensors st = SafeTensors::from_bytes(yoco_checkpoint(r, ""));
+  const YOCO loaded = YOCO::load(st, r.cfg);
+  EXPECT_EQ(loaded.parameters(), m.parameters());
+  EXPECT_EQ(m.parameters(), 2 * (4 * 32 * 32 + 3 * 32 * 48 + 64) + 2 * 32 * 16 + 32 +
+                                2 * (2 * 32 * 32 + 3 * 32 * 48 + 64) + 32);
+  const Matrix<float> x = random_input(9, 32, 2601).cast<float>();
+  EXPECT_TRUE(yoco_prefill(loaded, x) == yoco_prefill(m, x));
+
+  const std::string L = "YOCO 'yoco'";
+  YOCOConfig bad = window_config(5);
+  bad.sliding_window = -2;
+  expect_error([&] { YOCO b(bad, "yoco"); }, ErrorKind::config, "sliding_window = -2 must be >= 0", L);
+  // a gated-retention cache for a sliding-window model (and the other way round) is refused
+  Workspace<float> ws;
+  Matrix<float> y(9, 32);
+  auto wrong = make_yoco(make_yref(small_config(), 2602)).make_cache(16);
+  expect_error([&] { m.forward(x, y, wrong, ws); }, ErrorKind::shape_mismatch,
+               "cache has 2 self-decoder states, 0 window caches", "YOCO");
+  auto wrong2 = m.make_cache(16);
+  const YOCO g = make_yoco(make_yref(small_config(), 2603));
+  expect_error([&] { g.forward(x, y, wrong2, ws); }, ErrorKind::shape_mismatch,
+               "cache has 0 self-decoder states, 2 window caches", "YOCO");
+}

@@ -826,7 +826,7 @@ def gated_retention_case(seed, T, dim, heads, mode, chunk=None, norm_eps=1e-5, r
 
 
 def yoco_case(seed, T, dim, n_layers, hidden_dim, self_heads, attn_heads, kv_heads, mode, block=256, prompt_length=0,
-              norm_eps=1e-5, rope_theta=10000.0, gt_gain=1.0, what=""):
+              norm_eps=1e-5, rope_theta=10000.0, gt_gain=1.0, sliding_window=None, what=""):
     """YOCO (without embedding / output projection) as its generation runs it: prefill = one forward over the
     T embedded tokens (no incremental_state, is_prefilling True: the self-decoder chunkwise over the input
     padded to a multiple of block_size, the cross-decoder over every row); decode = a prompt of prompt_length
@@ -835,7 +835,8 @@ def yoco_case(seed, T, dim, n_layers, hidden_dim, self_heads, attn_heads, kv_hea
     gen = torch.Generator().manual_seed(seed)
     args = yoco_reference.YOCOArgs(dim=dim, n_layers=n_layers, hidden_dim=hidden_dim, n_self_heads=self_heads,
                                    n_attn_heads=attn_heads, n_attn_kv_heads=kv_heads, max_seq_len=T + block,
-                                   rope_theta=rope_theta, norm_eps=norm_eps, block_size=block)
+                                   rope_theta=rope_theta, norm_eps=norm_eps, block_size=block,
+                                   sliding_window=sliding_window)
     module = yoco_reference.YOCO(args).eval()
     yoco_init(module, gen, gt_gain)
     x = torch.randn(1, T, dim, generator=gen)
@@ -857,6 +858,8 @@ def yoco_case(seed, T, dim, n_layers, hidden_dim, self_heads, attn_heads, kv_hea
          "block_size": block}
     if mode == "decode":
         c["prompt_length"] = prompt_length
+    if sliding_window is not None:
+        c["sliding_window"] = sliding_window
     weights = [(n, p.detach().clone()) for n, p in sorted(module.state_dict().items())]
     return Case("yoco", c, weights, [("hidden_states", x[0])], {"hidden_states": y[0]},
                 yoco_source("YOCO"), mode=mode, what=what)
@@ -1023,6 +1026,13 @@ def cases():
         ("yoco_decode_prompt", lambda s: yoco_case(
             s, 9, 16, 2, 40, 2, 2, 1, "decode", block=256, prompt_length=4, gt_gain=4.0,
             what="1 self + 1 cross layer, MQA 2/1 (head_dim 8), prompt of 4 then 5 single tokens")),
+        ("yoco_sliding_window_prefill", lambda s: yoco_case(
+            s, 11, 16, 4, 24, 2, 4, 2, "prefill", sliding_window=3,
+            what="2 sliding-window (3) self + 2 cross layers, self heads 2 (head_dim 8), GQA 4/2")),
+        ("yoco_sliding_window_decode", lambda s: yoco_case(
+            s, 10, 16, 2, 24, 4, 2, 1, "decode", prompt_length=5, sliding_window=3,
+            what="1 sliding-window (3) self + 1 cross layer, self heads 4 (head_dim 4), prompt of 5 (longer than "
+                 "the window) then 5 single tokens")),
     ]
 
 

@@ -11,6 +11,8 @@ github.com/microsoft/unilm at commit 7402b0eefe7eee5863c7b2c164a7b13cdc6425e6 (R
                                                     naive_kv_recurrent (used for chunk_gate_recurrent)
   YOCO/yoco/models/decoder/yoco.py                 DecoderLayer, SelfDecoder, CrossDecoder, YOCO
   YOCO/yoco/models/decoder/cross_attention.py      CrossAttention
+  YOCO/yoco/models/decoder/sliding_window_attention.py  SlidingWindowAttention (file at commit
+                                                    53ed1159c596f33af5b228f6041f6d7ffee963c0)
   YOCO/yoco/models/decoder/feedforward_network.py  FeedForwardNetwork
   YOCO/yoco/models/decoder/rms_norm.py             RMSNorm
   YOCO/yoco/models/decoder/kernel/swiglu.py        swiglu (the jiterator formula)
@@ -21,16 +23,17 @@ Substitutions (the only departures from the source, each computing the same func
     weight layout [out, in] and module names;
   - the Triton rotary kernel -> its formula in PyTorch (float32); the Triton ChunkGateRecurrent ->
     the file's own naive_kv_recurrent (its reference loop), on the CPU;
-  - flash_attn_func(q, k, v, causal=True) -> eager softmax(q k^T / sqrt(head_dim)) v with flash-attn 2's
-    causal mask for seqlen_q != seqlen_k (aligned to the bottom-right corner: query i sees keys
-    j <= i + seqlen_k - seqlen_q) and its GQA head mapping (query head h reads kv head
-    h // (n_heads / n_kv_heads));
+  - flash_attn_func(q, k, v, causal=True[, window_size=(left, 0)]) -> eager softmax(q k^T / sqrt(head_dim)) v
+    with flash-attn 2's causal mask for seqlen_q != seqlen_k (aligned to the bottom-right corner: query i
+    sees keys j <= i + seqlen_k - seqlen_q), its local window (also keys j >= i + seqlen_k - seqlen_q - left)
+    and its GQA head mapping (query head h reads kv head h // (n_heads / n_kv_heads));
   - the chunk size (256 in the source, both SelfDecoder.block_size and the chunk_size=256 argument of
     chunk_gate_retention in GateRetention.forward) is a parameter `block_size` here, so that small
     cases have several chunks; the default is 256;
   - YOCO.forward without embed_tokens / embed_scale and output_projection: it takes the embedded tokens
     and returns layer_norm of the last hidden states (what eigenformer's YOCO covers);
-  - no sliding_window self-decoder variant, no checkpoint_activations, batch as given.
+  - the sliding-window cache (incremental_state prev_key / prev_value) is allocated with the batch as
+    given instead of args.max_batch_size; no checkpoint_activations, batch as given.
 """
 
 import torch
@@ -39,17 +42,17 @@ import torch.nn.functional as F
 
 REFERENCE = ("microsoft/unilm@7402b0eefe7eee5863c7b2c164a7b13cdc6425e6 YOCO/yoco/models/decoder/"
              "{gate_retention.py, kernel/gate_recurrent.py, yoco.py, cross_attention.py, feedforward_network.py, "
-             "rms_norm.py, kernel/swiglu.py, kernel/rotary.py}")
+             "rms_norm.py, kernel/swiglu.py, kernel/rotary.py}, sliding_window_attention.py@53ed1159c596")
 
 
 class YOCOArgs:
     def __init__(self, dim, n_layers, hidden_dim, n_self_heads, n_attn_heads, n_attn_kv_heads, max_seq_len=-1,
-                 rope_theta=10000.0, norm_eps=1e-5, block_size=256):
+                 rope_theta=10000.0, norm_eps=1e-5, block_size=256, sliding_window=None):
         self.dim, self.n_layers, self.hidden_dim = dim, n_layers, hidden_dim
         self.n_self_heads, self.n_attn_heads, self.n_attn_kv_heads = n_self_heads, n_attn_heads, n_attn_kv_heads
         self.max_seq_len, self.rope_theta, self.norm_eps = max_seq_len, rope_theta, norm_eps
         self.model_parallel_size = 1
-        self.sliding_window = None
+        self.sliding_window = sliding_window
         self.block_size = block_size  # the source's 256 (see the module docstring)
 
 
@@ -223,9 +226,10 @@ class GateRetention(nn.Module):
 
 # --- cross_attention.py, feedforward_network.py --------------------------------------------------
 
-def flash_attn_func(q, k, v, causal=True):
+def flash_attn_func(q, k, v, causal=True, window_size=(-1, -1)):
     """Eager flash_attn_func: q [b, sq, h, d], k/v [b, sk, hk, d]; softmax_scale d^-0.5; causal aligned
-    to the bottom-right corner (flash-attn >= 2.1); GQA: query head h reads kv head h // (h / hk)."""
+    to the bottom-right corner (flash-attn >= 2.1); window_size[0] >= 0: query i also needs
+    j >= i + sk - sq - window_size[0]; GQA: query head h reads kv head h // (h / hk)."""
     b, sq, h, d = q.shape
     sk, hk = k.shape[1], k.shape[2]
     rep = h // hk
@@ -236,6 +240,10 @@ def flash_attn_func(q, k, v, causal=True):
         i = torch.arange(sq)[:, None]
         j = torch.arange(sk)[None, :]
         s = s.masked_fill(j > i + (sk - sq), float("-inf"))
+    if window_size[0] >= 0:
+        i = torch.arange(sq)[:, None]
+        j = torch.arange(sk)[None, :]
+        s = s.masked_fill(j < i + (sk - sq) - window_size[0], float("-inf"))
     p = torch.softmax(s, dim=-1)
     return (p @ vx).transpose(1, 2).to(q.dtype)
 
@@ -257,6 +265,48 @@ class CrossAttention(nn.Module):
         q = q.view(bsz, tgt_len, self.num_heads, self.head_dim)
         q = apply_rotary_emb(q, *rel_pos, interleaved=True)
         attn = flash_attn_func(q, key, value, causal=True)
+        attn = attn.reshape(bsz, tgt_len, self.head_dim * self.num_heads)
+        return self.out_proj(attn)
+
+
+# --- sliding_window_attention.py ------------------------------------------------------------------
+
+class SlidingWindowAttention(nn.Module):
+    def __init__(self, args):
+        super().__init__()
+        self.args = args
+        self.embed_dim = args.dim
+        self.num_heads = args.n_self_heads // args.model_parallel_size
+        self.window_size = args.sliding_window
+        self.head_dim = args.dim // args.n_self_heads
+        self.q_proj = nn.Linear(args.dim, args.dim, bias=False)
+        self.k_proj = nn.Linear(args.dim, args.dim, bias=False)
+        self.v_proj = nn.Linear(args.dim, args.dim, bias=False)
+        self.out_proj = nn.Linear(args.dim, args.dim, bias=False)
+
+    def forward(self, x, rel_pos, start_pos=0, incremental_state=None):
+        bsz, tgt_len, _ = x.size()
+        q = self.q_proj(x).view(bsz, tgt_len, self.num_heads, self.head_dim)
+        k = self.k_proj(x).view(bsz, tgt_len, self.num_heads, self.head_dim)
+        v = self.v_proj(x).view(bsz, tgt_len, self.num_heads, self.head_dim)
+        q = apply_rotary_emb(q, *rel_pos, interleaved=True)
+        k = apply_rotary_emb(k, *rel_pos, interleaved=True)
+        if incremental_state is not None:
+            if "prev_key" not in incremental_state:
+                shape = (bsz, self.window_size, self.num_heads, self.head_dim)
+                incremental_state["prev_key"] = torch.empty(shape, dtype=x.dtype)
+                incremental_state["prev_value"] = torch.empty(shape, dtype=x.dtype)
+            key = torch.cat([incremental_state["prev_key"][:bsz, :start_pos], k], dim=1)
+            value = torch.cat([incremental_state["prev_value"][:bsz, :start_pos], v], dim=1)
+            if key.shape[1] > self.window_size:
+                incremental_state["prev_key"][:bsz] = key[:, -self.window_size:]
+                incremental_state["prev_value"][:bsz] = value[:, -self.window_size:]
+            else:
+                incremental_state["prev_key"][:bsz, start_pos:start_pos + tgt_len] = k
+                incremental_state["prev_value"][:bsz, start_pos:start_pos + tgt_len] = v
+        else:
+            key, value = k, v
+        attn = flash_attn_func(q, key, value, causal=True, window_size=(self.window_size - 1, 0))
         attn = attn.reshape(bsz, tgt_len, self.head_dim * self.num_heads)
         return self.out_proj(attn)
 
@@ -283,7 +333,12 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.args = args
         self.is_cross_layer = is_cross_layer
-        self.mixer = CrossAttention(args) if is_cross_layer else GateRetention(args)
+        if is_cross_layer:
+            self.mixer = CrossAttention(args)
+        elif args.sliding_window is not None:
+            self.mixer = SlidingWindowAttention(args)
+        else:
+            self.mixer = GateRetention(args)
         self.mixer_layer_norm = RMSNorm(args.dim, eps=args.norm_eps)
         self.ffn = FeedForwardNetwork(args.dim, args.hidden_dim)
         self.final_layer_norm = RMSNorm(args.dim, eps=args.norm_eps)
@@ -294,6 +349,8 @@ class DecoderLayer(nn.Module):
         x = self.mixer_layer_norm(x)
         if self.is_cross_layer:
             x = self.mixer(x, key, value, rel_pos=rel_pos)
+        elif self.args.sliding_window is not None:
+            x = self.mixer(x, rel_pos=rel_pos, start_pos=start_pos, incremental_state=incremental_state)
         else:
             x = self.mixer(x, rel_pos=rel_pos, incremental_state=incremental_state, is_prefilling=is_prefilling)
         x = x + residual

@@ -12,7 +12,10 @@
 //   llama3            Llama 3.1 (meta-llama/llama-models, apply_scaling): wavelengths above
 //                     original_max / low_freq_factor divided by factor, below original_max /
 //                     high_freq_factor kept, smooth interpolation in between
-// and the two pairings of the head dims (RopeLayout): `half` = rotate_half (GPT-NeoX, Llama,
+// Frequency schedules (RopeFrequencies): `standard` is HF's theta^(-2k/d) above; `linspace` is
+// theta^(-linspace(0, 1, d/2)[k]) of torchscale's RetNetRelPos and unilm YOCO's build_rel_pos (the
+// last pair turns at 1/theta, not theta^(-(d-2)/d)); linspace takes no scaling.
+// And the two pairings of the head dims (RopeLayout): `half` = rotate_half (GPT-NeoX, Llama,
 // models/llama/modeling_llama.py) and `interleaved` = rotate_every_two (GPT-J, models/gptj/
 // modeling_gptj.py; RoFormer; DeepSeek-V2's original checkpoints).
 //
@@ -56,6 +59,12 @@ namespace eigenformer {
 enum class RopeLayout {
   half,         ///< (x[i], x[i + rotary_dim/2]): rotate_half (GPT-NeoX, Llama, Mistral, Qwen, ...)
   interleaved,  ///< (x[2i], x[2i + 1]): rotate_every_two (GPT-J, RoFormer, DeepSeek-V2 originals)
+};
+
+/// The frequency schedule before any scaling.
+enum class RopeFrequencies {
+  standard,  ///< theta^(-2k/d), k < d/2 (RoFormer, HF)
+  linspace,  ///< theta^(-linspace(0, 1, d/2)[k]) (torchscale RetNetRelPos, unilm YOCO)
 };
 
 /// The frequency scaling (HF `rope_scaling["rope_type"]`, formerly `"type"`).
@@ -128,8 +137,19 @@ struct RopeConfig {
   Index rotary_dim = 0;    ///< dims rotated per head (0 = head_dim); HF int(head_dim * partial_rotary_factor)
   double theta = 10000.0;  ///< `rope_theta` (GPT-NeoX `rotary_emb_base`)
   RopeLayout layout = RopeLayout::half;
+  RopeFrequencies frequencies = RopeFrequencies::standard;
   RopeScaling scaling;                ///< `rope_scaling`
   Index max_position_embeddings = 0;  ///< `max_position_embeddings` (dynamic: required)
+
+  /// The rotation of torchscale's RetNetRelPos and unilm YOCO: interleaved pairs, linspace frequencies.
+  static RopeConfig linspace_interleaved(Index head_dim, double theta) {
+    RopeConfig c;
+    c.head_dim = head_dim;
+    c.theta = theta;
+    c.layout = RopeLayout::interleaved;
+    c.frequencies = RopeFrequencies::linspace;
+    return c;
+  }
 
   /// HF's `int(head_dim * partial_rotary_factor)` (GPT-NeoX `rotary_pct`, Phi `partial_rotary_factor`).
   static Index partial_rotary_dim(Index head_dim, double partial_rotary_factor) {
@@ -152,6 +172,8 @@ struct RopeConfig {
           "max_position_embeddings = ", max_position_embeddings, " must be >= 0");
     const RopeScaling& s = scaling;
     const char* type = to_string(s.type);
+    check(frequencies == RopeFrequencies::standard || s.type == RopeType::none, ErrorKind::config, where,
+          "the linspace frequency schedule takes no rope_scaling (got rope_type ", type, ")");
     if (s.type == RopeType::none) return;
     check(s.factor > 0 && fin(s.factor), ErrorKind::config, where, "rope_scaling factor = ", s.factor,
           " must be > 0 and finite (rope_type ", type, ")");
@@ -241,6 +263,21 @@ class Scratch {
   std::vector<T> big_;
   T* p_;
 };
+
+/// 1 / base^(torch.linspace(0, 1, d/2)[k]) in precision R: linspace's float32 values (start + step * k
+/// in the first half, end - step * (d/2 - 1 - k) in the second), pow in double and rounded.
+template <class R>
+void linspace_inv_freq(double base, Index d, R* out) {
+  const Index half = d / 2;
+  for (Index k = 0; k < half; ++k) {
+    R lin = R(0);
+    if (half > 1) {
+      const R step = R(1) / static_cast<R>(half - 1);
+      lin = k < half / 2 ? step * static_cast<R>(k) : R(1) - step * static_cast<R>(half - 1 - k);
+    }
+    out[k] = R(1) / static_cast<R>(std::pow(base, static_cast<double>(lin)));
+  }
+}
 
 /// HF `_compute_default_rope_parameters`: 1 / base^(arange(0, d, 2).float() / d), float32 ops.
 /// `base` is the float32 (or double) value of the pow base.
@@ -345,39 +382,85 @@ class RotaryEmbedding {
     apply<T>(x, n_heads, positions, -1);
   }
 
+  /// Rows at consecutive positions pos0, pos0 + 1, ... (a sequence or a decode step); the dynamic-NTK
+  /// frequencies are those of seq_len = pos0 + rows.
+  template <class T>
+  void apply_from(MatrixRef<T> x /* [T, n_heads * head_dim] */, Index n_heads, std::int64_t pos0) const {
+    check_apply(x, n_heads);
+    check_pos0(pos0, x.rows());
+    Target<T> t[1] = {{&x, n_heads}};
+    rotate_rows<T>(t, 1, x.rows(), static_cast<Index>(pos0) + x.rows(), [pos0](Index i) { return pos0 + i; });
+  }
+
+  /// The same for q and k of one sequence ([T, q_heads * head_dim], [T, k_heads * head_dim]): one cos/sin
+  /// computation for both.
+  template <class T>
+  void apply_from(MatrixRef<T> q, Index q_heads, MatrixRef<T> k, Index k_heads, std::int64_t pos0) const {
+    check_apply(q, q_heads);
+    check_apply(k, k_heads);
+    check_shape(kWhere, "k", k.rows(), k.cols(), q.rows(), k_heads * cfg_.head_dim);
+    check_pos0(pos0, q.rows());
+    Target<T> t[2] = {{&q, q_heads}, {&k, k_heads}};
+    rotate_rows<T>(t, 2, q.rows(), static_cast<Index>(pos0) + q.rows(), [pos0](Index i) { return pos0 + i; });
+  }
+
   /// Same with an explicit seq_len for the dynamic-NTK frequencies (< 0: max(positions) + 1).
   template <class T>
   void apply(MatrixRef<T> x /* [T, n_heads * head_dim] */, Index n_heads,
              const std::int64_t* positions /* [T] */, Index seq_len) const {
+    check_apply(x, n_heads);
+    if (x.rows() == 0) return;
+    const Index len = checked_seq_len(positions, x.rows(), seq_len);
+    Target<T> t[1] = {{&x, n_heads}};
+    rotate_rows<T>(t, 1, x.rows(), len, [positions](Index i) { return positions[i]; });
+  }
+
+ private:
+  static constexpr const char* kWhere = "RoPE";
+
+  template <class T>
+  struct Target {
+    MatrixRef<T>* x;
+    Index heads;
+  };
+
+  template <class T>
+  void check_apply(const MatrixRef<T>& x, Index n_heads) const {
     check(n_heads >= 1, ErrorKind::invalid_argument, kWhere, "n_heads = ", n_heads, " must be >= 1");
     check_shape(kWhere, "x", x.rows(), x.cols(), -1, n_heads * cfg_.head_dim);
-    const Index rows = x.rows();
+  }
+  static void check_pos0(std::int64_t pos0, Index rows) {
+    check(pos0 >= 0 && pos0 < (std::int64_t(1) << 62) - rows, ErrorKind::invalid_argument, kWhere, "pos0 = ", pos0,
+          " must be >= 0 (and < 2^62)");
+  }
+
+  // Rotates row i of every target at position pos(i), with the frequencies of sequence length len.
+  template <class T, class Pos>
+  void rotate_rows(Target<T>* targets, int n_targets, Index rows, Index len, Pos pos) const {
     if (rows == 0) return;
-    const Index len = checked_seq_len(positions, rows, seq_len);
     const auto half = static_cast<std::size_t>(rotary_dim_ / 2);
     detail::rope::Scratch<T> inv(half);
     inv_freq_for<T>(len, inv.data());
     const T* f = inv.data();
     const auto hd = static_cast<std::size_t>(cfg_.head_dim);
     const bool interleaved = cfg_.layout == RopeLayout::interleaved;
-    ops::detail::for_each_row(rows, x.cols(), [&](Index i) {
+    ops::detail::for_each_row(rows, targets[0].x->cols(), [&](Index i) {
       detail::rope::Scratch<T, 512> cs(2 * half);
       T* c = cs.data();
       T* s = c + half;
-      angles(positions[i], f, c, s);
-      T* r = ops::detail::row(x, i);
-      for (Index h = 0; h < n_heads; ++h) {
-        T* head = r + static_cast<std::size_t>(h) * hd;
-        if (interleaved)
-          kernels::rope_interleaved(head, c, s, half);
-        else
-          kernels::rope_half(head, c, s, half);
+      angles(pos(i), f, c, s);
+      for (int t = 0; t < n_targets; ++t) {
+        T* r = ops::detail::row(*targets[t].x, i);
+        for (Index h = 0; h < targets[t].heads; ++h) {
+          T* head = r + static_cast<std::size_t>(h) * hd;
+          if (interleaved)
+            kernels::rope_interleaved(head, c, s, half);
+          else
+            kernels::rope_half(head, c, s, half);
+        }
       }
     });
   }
-
- private:
-  static constexpr const char* kWhere = "RoPE";
 
   template <class T>
   const std::vector<T>& base_freq() const noexcept {
@@ -436,6 +519,10 @@ class RotaryEmbedding {
     const Index d = rotary_dim_;
     const Index half = d / 2;
     const double theta = cfg_.theta;
+    if (cfg_.frequencies == RopeFrequencies::linspace) {
+      detail::rope::linspace_inv_freq<R>(theta, d, out);
+      return;
+    }
     switch (s.type) {
       case RopeType::none:
         detail::rope::default_inv_freq<R>(static_cast<R>(theta), d, out);

@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,7 @@
 #include "../ops/activation.hpp"
 #include "../ops/norm.hpp"
 #include "../ops/rows.hpp"
+#include "../position/rope.hpp"
 
 namespace eigenformer {
 inline namespace EIGENFORMER_ABI_NAMESPACE {
@@ -137,8 +139,8 @@ class GatedRetention {
   const Linear<T>& g_proj() const noexcept { return g_; }
   const Linear<T>& gt_proj() const noexcept { return gt_; }
   const Linear<T>& out_proj() const noexcept { return out_; }
-  /// The rotation frequencies theta_j, [head_dim / 2] (rounded as the reference's float32 buffer for float).
-  const std::vector<T>& angles() const noexcept { return angle_; }
+  /// The rotation (interleaved pairs, linspace frequencies theta_j: rotary().inv_freq()).
+  const RotaryEmbedding& rotary() const noexcept { return *rope_; }
 
   GatedRetentionState<T> make_state() const { return GatedRetentionState<T>(cfg_.num_heads, head_dim()); }
 
@@ -204,20 +206,8 @@ class GatedRetention {
     return c;
   }
 
-  // theta_j = 1 / theta^linspace(0, 1, half)[j], with torch.linspace's rounding (symmetric halves).
-  void init_tables() {
-    const Index half = head_dim() / 2;
-    angle_.resize(static_cast<std::size_t>(half));
-    for (Index j = 0; j < half; ++j) {
-      T lin = T(0);
-      if (half > 1) {
-        const T step = T(1) / static_cast<T>(half - 1);
-        lin = j < half / 2 ? step * static_cast<T>(j) : T(1) - step * static_cast<T>(half - 1 - j);
-      }
-      const T p = static_cast<T>(std::pow(cfg_.rope_theta, static_cast<double>(lin)));
-      angle_[static_cast<std::size_t>(j)] = T(1) / p;
-    }
-  }
+  // theta_j = 1 / theta^linspace(0, 1, half)[j] (the reference's build_rel_pos), interleaved pairs.
+  void init_tables() { rope_ = std::make_shared<const RotaryEmbedding>(RopeConfig::linspace_interleaved(head_dim(), cfg_.rope_theta)); }
 
   void check_io(const ConstMatrixRef<T>& x, const MatrixRef<T>& y) const {
     check_shape(where(), "input x", x.rows(), x.cols(), -1, cfg_.embed_dim);
@@ -243,25 +233,10 @@ class GatedRetention {
     g_.forward(x, b.g);
     gt_.forward(x, b.a);
     const T scaling = static_cast<T>(1.0 / std::sqrt(static_cast<double>(head_dim())));
-    const auto half = static_cast<std::size_t>(head_dim() / 2);
-    const auto d = static_cast<std::size_t>(head_dim());
     const double inv_norm = 1.0 / cfg_.gate_logit_normalizer;
-    T* table = ws.template raw<T>(2 * half * static_cast<std::size_t>(n));
+    rope_->apply_from<T>(b.q, H, b.k, H, pos0);  // the reference: index * angle in float32, then cos / sin
     ops::detail::for_each_row(n, E, [&](Index i) {
-      T* c = table + 2 * half * static_cast<std::size_t>(i);
-      T* s = c + half;
-      const T pos = static_cast<T>(pos0 + i);
-      for (std::size_t j = 0; j < half; ++j) {
-        const T ang = pos * angle_[j];  // the reference: index * angle in float32, then cos / sin
-        c[j] = static_cast<T>(std::cos(static_cast<double>(ang)));
-        s[j] = static_cast<T>(std::sin(static_cast<double>(ang)));
-      }
-      T* qr = b.q.data() + i * b.q.outerStride();
       T* kr = b.k.data() + i * b.k.outerStride();
-      for (Index h = 0; h < H; ++h) {
-        kernels::rope_interleaved(qr + static_cast<std::size_t>(h) * d, c, s, half);
-        kernels::rope_interleaved(kr + static_cast<std::size_t>(h) * d, c, s, half);
-      }
       for (Index e = 0; e < E; ++e) kr[e] *= scaling;
       T* ar = b.a.data() + i * b.a.outerStride();
       for (Index h = 0; h < H; ++h) {  // logsigmoid(z) = min(z, 0) - log1p(exp(-|z|))
@@ -365,7 +340,7 @@ class GatedRetention {
   GatedRetentionConfig cfg_;
   std::string name_;
   Linear<T> q_, k_, v_, g_, gt_, out_;  // q, k, v, g, out [E, E]; gt [H, E]
-  std::vector<T> angle_;                // [head_dim / 2] rotation frequencies
+  std::shared_ptr<const RotaryEmbedding> rope_;  // immutable: shared by copies
 };
 
 }  // namespace EIGENFORMER_ABI_NAMESPACE

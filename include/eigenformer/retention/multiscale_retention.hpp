@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,6 +55,7 @@
 #include "../ops/activation.hpp"
 #include "../ops/norm.hpp"
 #include "../ops/rows.hpp"
+#include "../position/rope.hpp"
 
 namespace eigenformer {
 inline namespace EIGENFORMER_ABI_NAMESPACE {
@@ -150,8 +152,9 @@ class MultiScaleRetention {
   const Linear<T>& out_proj() const noexcept { return out_; }
   /// log gamma_h per head as the layer uses it (float: torchscale's float32 buffer). [num_heads]
   const std::vector<double>& log_decays() const noexcept { return log_decay_; }
-  /// The rotation frequencies theta_j, [key_dim / 2] (float: torchscale's float32 `angle` buffer).
-  const std::vector<T>& angles() const noexcept { return angle_; }
+  /// The rotation (interleaved pairs, linspace frequencies theta_j = rotary().inv_freq(): torchscale's
+  /// float32 `angle` buffer).
+  const RotaryEmbedding& rotary() const noexcept { return *rope_; }
 
   /// An empty recurrent state for this layer.
   RetentionState<T> make_state() const { return RetentionState<T>(cfg_.num_heads, key_dim(), head_dim()); }
@@ -225,18 +228,7 @@ class MultiScaleRetention {
 
   // RetNetRelPos buffers, rounded as torchscale's float32 ones for T = float.
   void init_tables() {
-    const Index half = key_dim() / 2;
-    angle_.resize(static_cast<std::size_t>(half));
-    for (Index j = 0; j < half; ++j) {
-      // torch.linspace(0, 1, half): start + step * j in the first half, end - step * (half - 1 - j) after.
-      T lin = T(0);
-      if (half > 1) {
-        const T step = T(1) / static_cast<T>(half - 1);
-        lin = j < half / 2 ? step * static_cast<T>(j) : T(1) - step * static_cast<T>(half - 1 - j);
-      }
-      const T p = static_cast<T>(std::pow(10000.0, static_cast<double>(lin)));
-      angle_[static_cast<std::size_t>(j)] = T(1) / p;
-    }
+    rope_ = std::make_shared<const RotaryEmbedding>(RopeConfig::linspace_interleaved(key_dim(), 10000.0));
     log_decay_.resize(static_cast<std::size_t>(cfg_.num_heads));
     gamma_.resize(log_decay_.size());
     for (Index h = 0; h < cfg_.num_heads; ++h) {
@@ -270,27 +262,8 @@ class MultiScaleRetention {
     v_.forward(x, b.v);
     g_.forward(x, b.g);
     const T scaling = static_cast<T>(1.0 / std::sqrt(static_cast<double>(key_dim())));
-    const auto half = static_cast<std::size_t>(key_dim() / 2);
-    const auto dk = static_cast<std::size_t>(key_dim());
-    const Index H = cfg_.num_heads;
-    T* table = ws.template raw<T>(2 * half * static_cast<std::size_t>(n));
-    ops::detail::for_each_row(n, E, [&](Index i) {
-      T* c = table + 2 * half * static_cast<std::size_t>(i);
-      T* s = c + half;
-      const T pos = static_cast<T>(pos0 + i);
-      for (std::size_t j = 0; j < half; ++j) {
-        const T a = pos * angle_[j];  // torchscale: index * angle in the working precision
-        c[j] = static_cast<T>(std::cos(static_cast<double>(a)));
-        s[j] = static_cast<T>(std::sin(static_cast<double>(a)));
-      }
-      T* qr = b.q.data() + i * b.q.outerStride();
-      T* kr = b.k.data() + i * b.k.outerStride();
-      for (Index e = 0; e < E; ++e) kr[e] *= scaling;
-      for (Index h = 0; h < H; ++h) {
-        kernels::rope_interleaved(qr + static_cast<std::size_t>(h) * dk, c, s, half);
-        kernels::rope_interleaved(kr + static_cast<std::size_t>(h) * dk, c, s, half);
-      }
-    });
+    b.k *= scaling;
+    rope_->apply_from<T>(b.q, cfg_.num_heads, b.k, cfg_.num_heads, pos0);  // torchscale: index * angle
     return b;
   }
 
@@ -477,7 +450,7 @@ class MultiScaleRetention {
   RetentionConfig cfg_;
   std::string name_;
   Linear<T> q_, k_, v_, g_, out_;  // q, k [E, E]; v, g [V, E]; out [E, V]
-  std::vector<T> angle_;           // [key_dim / 2] rotation frequencies
+  std::shared_ptr<const RotaryEmbedding> rope_;  // immutable: shared by copies
   std::vector<double> log_decay_;  // [num_heads] log gamma_h (rounded to T first)
   std::vector<T> gamma_;           // [num_heads] exp(log gamma_h) in T (torchscale decay.exp())
 };

@@ -7,7 +7,13 @@
 // Input: the embedded tokens x [T, dim] (the caller applies embed_tokens and embed_scale = sqrt(dim));
 // output: the final layer_norm of the last hidden states (before output_projection).
 //   self-decoder (n_self_layers, the reference's n_layers / 2), each DecoderLayer:
-//     h = h + mixer(mixer_layer_norm(h))            mixer = GatedRetention (gated_retention.hpp)
+//     h = h + mixer(mixer_layer_norm(h))            mixer = GatedRetention (gated_retention.hpp), or with
+//                                                   sliding_window > 0 SlidingWindowAttention
+//                                                   (sliding_window_attention.py): MHA with n_self_heads
+//                                                   heads, q/k/v/out_proj [dim, dim], the same RoPE,
+//                                                   causal, each query sees itself and window - 1 keys
+//                                                   before it (flash_attn window_size = (window - 1, 0));
+//                                                   its cache is a ring of the newest `window` K/V rows
 //     h = h + ffn(final_layer_norm(h))              ffn(z) = fc2( silu(fc1 z) * gate z )  (swiglu)
 //   global KV, computed ONCE from the self-decoder output h:
 //     z = kv_layer_norm(h),  K = rope(k_proj z),  V = v_proj z     [T, n_attn_kv_heads * head_dim]
@@ -19,12 +25,14 @@
 // head_dim = dim / n_attn_heads; every cross layer reads the same K/V: the cache holds the
 // self-decoder's O(1) retention states plus ONE K/V pair per token, however many cross layers.
 // RoPE (both decoders): interleaved pairs, theta_j = 1 / rope_theta^linspace(0, 1, head_dim/2)[j]
-// (the reference's build_rel_pos; not the usual arange(0, d, 2) / d schedule).
-// RMSNorms: x / sqrt(mean(x^2) + norm_eps) * weight. Not covered: the sliding-window self-decoder
-// variant (YOCOArgs.sliding_window), embed_tokens / output_projection (embedding/embedding.hpp, Linear).
+// (the reference's build_rel_pos; not the usual arange(0, d, 2) / d schedule: RopeFrequencies::linspace).
+// RMSNorms: x / sqrt(mean(x^2) + norm_eps) * weight. Not covered: embed_tokens / output_projection
+// (embedding/embedding.hpp, Linear). The reference pads a gated-retention prefill to a multiple of 256
+// with zero rows; causality makes the kept rows independent of that padding.
 //
 // Checkpoint names (YOCO module tree, no prefix):
-//   self_decoder.layers.{i}.mixer.{q,k,v,g,gt,out}_proj.weight, self_decoder.layers.{i}.mixer_layer_norm.weight,
+//   self_decoder.layers.{i}.mixer.{q,k,v,g,gt,out}_proj.weight (sliding window: {q,k,v,out}_proj),
+//   self_decoder.layers.{i}.mixer_layer_norm.weight,
 //   self_decoder.layers.{i}.ffn.{fc1,gate,fc2}.weight, self_decoder.layers.{i}.final_layer_norm.weight,
 //   cross_decoder.kv_layer_norm.weight, cross_decoder.{k,v}_proj.weight,
 //   cross_decoder.layers.{i}.mixer.{q,out}_proj.weight,
@@ -33,6 +41,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,9 +53,10 @@
 #include "../core/workspace.hpp"
 #include "../ffn/mlp.hpp"
 #include "../io/safetensors.hpp"
-#include "../kernels/rope.hpp"
 #include "../linear/linear.hpp"
 #include "../norm/rms_norm.hpp"
+#include "../attention/multi_head_attention.hpp"
+#include "../cache/kv_cache.hpp"
 #include "../ops/activation.hpp"
 #include "../ops/attention.hpp"
 #include "../ops/rows.hpp"
@@ -66,6 +76,8 @@ struct YOCOConfig {
   double rope_theta = 10000.0;  ///< YOCOArgs `rope_theta`
   double norm_eps = 1e-5;       ///< YOCOArgs `norm_eps` (every RMSNorm and the subln)
   Index chunk_size = 256;       ///< self-decoder prefill chunk (SelfDecoder.block_size)
+  Index sliding_window = 0;     ///< YOCOArgs `sliding_window`: 0 (None) = gated-retention self-decoder,
+                                ///< > 0 = sliding-window attention of this window
 
   /// The reference's layout: n_layers / 2 self-decoder layers, then n_layers / 2 cross-decoder layers.
   static YOCOConfig from_args(Index dim, Index n_layers, Index hidden_dim, Index n_self_heads, Index n_attn_heads,
@@ -80,26 +92,35 @@ struct YOCOConfig {
     c.n_attn_kv_heads = n_attn_kv_heads;
     return c;
   }
+  bool sliding() const noexcept { return sliding_window > 0; }
   Index head_dim() const noexcept { return n_attn_heads > 0 ? dim / n_attn_heads : 0; }
+  Index self_head_dim() const noexcept { return n_self_heads > 0 ? dim / n_self_heads : 0; }
   Index kv_width() const noexcept { return n_attn_kv_heads * head_dim(); }
 };
 
 /// Cache / state bytes of a decoder at a context length.
 struct DecoderMemory {
-  std::size_t state_bytes = 0;     ///< O(1) recurrent states (YOCO's self-decoder)
-  std::size_t kv_cache_bytes = 0;  ///< per-token keys and values
-  std::size_t total() const noexcept { return state_bytes + kv_cache_bytes; }
+  std::size_t state_bytes = 0;         ///< O(1) recurrent states (YOCO's gated-retention self-decoder)
+  std::size_t window_cache_bytes = 0;  ///< bounded sliding-window K/V caches (YOCO's SWA self-decoder)
+  std::size_t kv_cache_bytes = 0;      ///< per-token keys and values (grows with the context)
+  std::size_t total() const noexcept { return state_bytes + window_cache_bytes + kv_cache_bytes; }
 };
 
 /// YOCO at `context` tokens: the self-decoder's retention states (n_self_layers x n_self_heads x
-/// d x d, d = dim / n_self_heads) plus ONE global K/V of n_attn_kv_heads x head_dim per token,
-/// whatever n_cross_layers is. Element sizes: kv_bytes for the K/V cache, state_bytes for the states.
+/// d x d, d = dim / n_self_heads), or with a sliding window its K/V rings (n_self_layers x window x
+/// 2 dim, allocated in full as the reference's prev_key / prev_value), plus ONE global K/V of
+/// n_attn_kv_heads x head_dim per token, whatever n_cross_layers is. Element sizes: kv_bytes for K/V
+/// caches, state_bytes for the states.
 inline DecoderMemory yoco_memory(const YOCOConfig& c, std::int64_t context, std::size_t kv_bytes = sizeof(float),
                                  std::size_t state_bytes = sizeof(float)) {
   DecoderMemory m;
-  const auto d = static_cast<std::size_t>(c.n_self_heads > 0 ? c.dim / c.n_self_heads : 0);
-  m.state_bytes = static_cast<std::size_t>(c.n_self_layers) * static_cast<std::size_t>(c.n_self_heads) * d * d *
-                  state_bytes;
+  const auto d = static_cast<std::size_t>(c.self_head_dim());
+  const auto layers = static_cast<std::size_t>(c.n_self_layers);
+  if (c.sliding())
+    m.window_cache_bytes = layers * static_cast<std::size_t>(c.sliding_window) * 2 * static_cast<std::size_t>(c.dim) *
+                           kv_bytes;
+  else
+    m.state_bytes = layers * static_cast<std::size_t>(c.n_self_heads) * d * d * state_bytes;
   m.kv_cache_bytes = 2 * static_cast<std::size_t>(context) * static_cast<std::size_t>(c.kv_width()) * kv_bytes;
   return m;
 }
@@ -114,10 +135,12 @@ inline DecoderMemory standard_decoder_memory(const YOCOConfig& c, std::int64_t c
   return m;
 }
 
-/// YOCO's inference cache: one gated-retention state per self-decoder layer and the global K/V
-/// (float, [capacity, kv_width] each; the reference's prev_key / prev_value of max_seq_len rows).
+/// YOCO's inference cache: one gated-retention state (or, with a sliding window, one K/V ring of
+/// `window` tokens) per self-decoder layer, and the global K/V (float, [capacity, kv_width] each; the
+/// reference's prev_key / prev_value of max_seq_len rows).
 struct YOCOCache {
-  std::vector<GatedRetentionState<float>> self_states;
+  std::vector<GatedRetentionState<float>> self_states;  ///< gated-retention self-decoder
+  std::vector<KVCache<float>> self_kv;                  ///< sliding-window self-decoder
   Matrix<float> key, value;   ///< rows [0, position) hold the rotated keys and the values
   std::int64_t position = 0;  ///< tokens consumed so far
 
@@ -125,21 +148,25 @@ struct YOCOCache {
   void reset() {
     position = 0;
     for (auto& s : self_states) s.reset();
+    for (auto& c : self_kv) c.clear();
   }
   /// Bytes held: the states plus the K/V at full capacity (= yoco_memory(config, capacity()).total()).
   std::size_t bytes() const noexcept {
     std::size_t b = static_cast<std::size_t>(key.size() + value.size()) * sizeof(float);
     for (const auto& s : self_states) b += s.bytes();
+    for (const auto& c : self_kv) b += c.bytes();
     return b;
   }
 };
 
-/// One self-decoder DecoderLayer (gated retention mixer).
+/// One self-decoder DecoderLayer: the gated-retention mixer, or with a sliding window the attention
+/// (the other member stays default-constructed).
 struct YOCOSelfLayer {
   GatedRetention<float> mixer;
   RMSNorm<float> mixer_layer_norm;
   MLP<float> ffn;  ///< names fc1 (activated), gate, fc2
   RMSNorm<float> final_layer_norm;
+  MultiHeadAttention attention;  ///< sliding window only: mixer.{q,k,v,out}_proj
 };
 
 /// One cross-decoder DecoderLayer: its own query and output projections; K/V come from the cache.
@@ -160,10 +187,19 @@ class YOCO {
     const Index E = cfg_.dim, W = cfg_.kv_width();
     for (Index i = 0; i < cfg_.n_self_layers; ++i) {
       const std::string p = layer_name("self_decoder", i);
-      self_.push_back({GatedRetention<float>(retention_config(cfg_), join_name(p, "mixer")),
-                       RMSNorm<float>(norm_config(cfg_), join_name(p, "mixer_layer_norm")),
-                       MLP<float>(ffn_config(cfg_), join_name(p, "ffn")),
-                       RMSNorm<float>(norm_config(cfg_), join_name(p, "final_layer_norm"))});
+      YOCOSelfLayer l;
+      if (cfg_.sliding())
+        l.attention = MultiHeadAttention(
+            window_attention_config(cfg_), Linear<float>({E, E, false}, join_name(p, "mixer.q_proj")),
+            Linear<float>({E, E, false}, join_name(p, "mixer.k_proj")),
+            Linear<float>({E, E, false}, join_name(p, "mixer.v_proj")),
+            Linear<float>({E, E, false}, join_name(p, "mixer.out_proj")), {}, join_name(p, "mixer"));
+      else
+        l.mixer = GatedRetention<float>(retention_config(cfg_), join_name(p, "mixer"));
+      l.mixer_layer_norm = RMSNorm<float>(norm_config(cfg_), join_name(p, "mixer_layer_norm"));
+      l.ffn = MLP<float>(ffn_config(cfg_), join_name(p, "ffn"));
+      l.final_layer_norm = RMSNorm<float>(norm_config(cfg_), join_name(p, "final_layer_norm"));
+      self_.push_back(std::move(l));
     }
     for (Index i = 0; i < cfg_.n_cross_layers; ++i) {
       const std::string p = layer_name("cross_decoder", i);
@@ -195,10 +231,20 @@ class YOCO {
           cfg_.n_cross_layers);
     for (std::size_t i = 0; i < self_.size(); ++i) {
       const std::string p = layer_name("self_decoder", static_cast<Index>(i));
-      const auto& rc = self_[i].mixer.config();
-      check(rc.embed_dim == E && rc.num_heads == cfg_.n_self_heads, ErrorKind::shape_mismatch, where(), p,
-            ".mixer has embed_dim ", rc.embed_dim, " and ", rc.num_heads, " heads, expected ", E, " and ",
-            cfg_.n_self_heads);
+      if (cfg_.sliding()) {
+        const auto& ac = self_[i].attention.config();
+        check(ac.hidden_size == E && ac.num_attention_heads == cfg_.n_self_heads &&
+                  ac.num_key_value_heads == cfg_.n_self_heads && ac.head_dim == cfg_.self_head_dim() &&
+                  ac.sliding_window == cfg_.sliding_window,
+              ErrorKind::shape_mismatch, where(), p, ".mixer (sliding-window attention) has hidden_size ",
+              ac.hidden_size, ", ", ac.num_attention_heads, " heads and window ", ac.sliding_window, ", expected ",
+              E, ", ", cfg_.n_self_heads, " and ", cfg_.sliding_window, " (use window_attention_config())");
+      } else {
+        const auto& rc = self_[i].mixer.config();
+        check(rc.embed_dim == E && rc.num_heads == cfg_.n_self_heads, ErrorKind::shape_mismatch, where(), p,
+              ".mixer has embed_dim ", rc.embed_dim, " and ", rc.num_heads, " heads, expected ", E, " and ",
+              cfg_.n_self_heads);
+      }
       check_norm(self_[i].mixer_layer_norm, p + ".mixer_layer_norm");
       check_ffn(self_[i].ffn, p + ".ffn");
       check_norm(self_[i].final_layer_norm, p + ".final_layer_norm");
@@ -229,11 +275,18 @@ class YOCO {
     std::vector<YOCOSelfLayer> self;
     for (Index i = 0; i < c.n_self_layers; ++i) {
       const std::string p = layer_name("self_decoder", i);
-      auto mixer = GatedRetention<float>::load(st, name(p + ".mixer"), retention_config(c));
-      auto n1 = norm(p + ".mixer_layer_norm");
-      auto ffn = MLP<float>::load(st, name(p + ".ffn"), ffn_config(c));
-      auto n2 = norm(p + ".final_layer_norm");
-      self.push_back({std::move(mixer), std::move(n1), std::move(ffn), std::move(n2)});
+      YOCOSelfLayer l;
+      if (c.sliding()) {
+        auto lin = [&](const char* n) { return Linear<float>::load(st, name(p + ".mixer." + n), {E, E, false}); };
+        l.attention = MultiHeadAttention(window_attention_config(c), lin("q_proj"), lin("k_proj"), lin("v_proj"),
+                                         lin("out_proj"), {}, name(p + ".mixer"));
+      } else {
+        l.mixer = GatedRetention<float>::load(st, name(p + ".mixer"), retention_config(c));
+      }
+      l.mixer_layer_norm = norm(p + ".mixer_layer_norm");
+      l.ffn = MLP<float>::load(st, name(p + ".ffn"), ffn_config(c));
+      l.final_layer_norm = norm(p + ".final_layer_norm");
+      self.push_back(std::move(l));
     }
     auto kvn = norm("cross_decoder.kv_layer_norm");
     auto kp = Linear<float>::load(st, name("cross_decoder.k_proj"), {E, W, false});
@@ -261,6 +314,20 @@ class YOCO {
     r.rope_theta = c.rope_theta;
     r.chunk_size = c.chunk_size;
     return r;
+  }
+  /// SlidingWindowAttention as a MultiHeadAttention: n_self_heads heads of dim / n_self_heads (no
+  /// GQA), causal, the window, YOCO's RoPE; its o_proj is the reference's out_proj.
+  static AttentionConfig window_attention_config(const YOCOConfig& c) {
+    AttentionConfig a;
+    a.hidden_size = c.dim;
+    a.num_attention_heads = c.n_self_heads;
+    a.num_key_value_heads = c.n_self_heads;
+    a.head_dim = c.self_head_dim();
+    a.causal = true;
+    a.sliding_window = c.sliding_window;
+    a.position = PositionEncoding::rope;
+    a.rope = RopeConfig::linspace_interleaved(c.self_head_dim(), c.rope_theta);
+    return a;
   }
   static RMSNorm<float>::Config norm_config(const YOCOConfig& c) { return {c.dim, c.norm_eps, false}; }
   /// FeedForwardNetwork: fc2(swiglu(fc1 x, gate x)), swiglu(a, b) = silu(a) * b: fc1 is the activated one.
@@ -291,7 +358,13 @@ class YOCO {
   YOCOCache make_cache(std::int64_t capacity) const {
     check(capacity >= 0, ErrorKind::invalid_argument, where(), "cache capacity = ", capacity, " must be >= 0");
     YOCOCache c;
-    for (const auto& l : self_) c.self_states.push_back(l.mixer.make_state());
+    for (const auto& l : self_) {
+      if (cfg_.sliding())
+        c.self_kv.emplace_back(typename KVCache<float>::Config{cfg_.n_self_heads, cfg_.self_head_dim(), 0,
+                                                                cfg_.sliding_window, CacheEviction::sliding_window});
+      else
+        c.self_states.push_back(l.mixer.make_state());
+    }
     c.key.setZero(static_cast<Index>(capacity), cfg_.kv_width());
     c.value.setZero(static_cast<Index>(capacity), cfg_.kv_width());
     return c;
@@ -318,8 +391,11 @@ class YOCO {
     for (std::size_t i = 0; i < self_.size(); ++i) {
       const YOCOSelfLayer& l = self_[i];
       l.mixer_layer_norm.forward(h, n);
-      l.mixer.forward(n, n, cache.self_states[i], ws);
-      ops::add<float>(h, n, h);
+      if (cfg_.sliding())
+        l.attention.forward(n, f, cache.self_kv[i], ws);
+      else
+        l.mixer.forward(n, f, cache.self_states[i], ws);
+      ops::add<float>(h, f, h);
       l.final_layer_norm.forward(h, n);
       l.ffn.forward(n, f, ws);
       ops::add<float>(h, f, h);
@@ -330,7 +406,7 @@ class YOCO {
     auto V = cache.value.middleRows(static_cast<Index>(pos0), T);
     k_proj_.forward(n, K);
     v_proj_.forward(n, V);
-    rotate(K, cfg_.n_attn_kv_heads, pos0, ws);
+    rope_->apply_from<float>(K, cfg_.n_attn_kv_heads, pos0);
     // Cross-decoder on every row, or only the last.
     const Index R = y.rows(), r0 = T - R;
     auto hc = h.bottomRows(R);
@@ -345,7 +421,7 @@ class YOCO {
     for (const YOCOCrossLayer& l : cross_) {
       l.mixer_layer_norm.forward(hc, nc);
       l.q_proj.forward(nc, q);
-      rotate(q, cfg_.n_attn_heads, pos0 + r0, ws);
+      rope_->apply_from<float>(q, cfg_.n_attn_heads, pos0 + r0);
       flash_attention(dims, io, &span, 1, mask, ws, "YOCO cross-attention");
       l.out_proj.forward(att, nc);
       ops::add<float>(hc, nc, hc);
@@ -359,7 +435,8 @@ class YOCO {
 
   Index parameters() const noexcept {
     Index p = 0;
-    for (const auto& l : self_) p += l.mixer.parameters() + l.ffn.parameters() + 2 * cfg_.dim;
+    for (const auto& l : self_)
+      p += l.mixer.parameters() + l.attention.parameters() + l.ffn.parameters() + 2 * cfg_.dim;
     for (const auto& l : cross_)
       p += l.q_proj.parameters() + l.out_proj.parameters() + l.ffn.parameters() + 2 * cfg_.dim;
     return p + k_proj_.parameters() + v_proj_.parameters() + 2 * cfg_.dim;
@@ -389,6 +466,8 @@ class YOCO {
     check(c.rope_theta > 0 && std::isfinite(c.rope_theta), ErrorKind::config, w, "rope_theta = ", c.rope_theta,
           " must be finite and > 0");
     check(c.chunk_size >= 1, ErrorKind::config, w, "chunk_size = ", c.chunk_size, " must be >= 1");
+    check(c.sliding_window >= 0, ErrorKind::config, w, "sliding_window = ", c.sliding_window,
+          " must be >= 0 (0: the gated-retention self-decoder)");
     return c;
   }
 
@@ -403,51 +482,30 @@ class YOCO {
           cfg_.hidden_dim, ", ", cfg_.dim, "]");
   }
   void check_cache(const YOCOCache& c) const {
-    bool ok = static_cast<Index>(c.self_states.size()) == cfg_.n_self_layers && c.key.cols() == cfg_.kv_width() &&
+    const auto layers = static_cast<std::size_t>(cfg_.n_self_layers);
+    bool ok = c.self_states.size() == (cfg_.sliding() ? 0 : layers) &&
+              c.self_kv.size() == (cfg_.sliding() ? layers : 0) && c.key.cols() == cfg_.kv_width() &&
               c.value.cols() == cfg_.kv_width() && c.value.rows() == c.key.rows();
     for (const auto& s : c.self_states)
-      ok = ok && s.num_heads == cfg_.n_self_heads && s.head_dim == cfg_.dim / cfg_.n_self_heads &&
+      ok = ok && s.num_heads == cfg_.n_self_heads && s.head_dim == cfg_.self_head_dim() &&
            s.kv.rows() == cfg_.dim && s.kv.cols() == s.head_dim;
-    check(ok, ErrorKind::shape_mismatch, where(), "cache has ", c.self_states.size(), " self-decoder states and K/V ",
-          shape_str({c.key.rows(), c.key.cols()}), "; expected ", cfg_.n_self_layers, " states of ",
-          cfg_.n_self_heads, " heads and K/V [*, ", cfg_.kv_width(), "] (use make_cache())");
+    for (const auto& k : c.self_kv) {
+      const auto& kc = k.config();
+      ok = ok && kc.n_kv_heads == cfg_.n_self_heads && kc.head_dim == cfg_.self_head_dim() &&
+           kc.v_head_dim == cfg_.self_head_dim() && kc.capacity >= cfg_.sliding_window &&
+           kc.eviction == CacheEviction::sliding_window && k.next_position() == c.position;
+    }
+    check(ok, ErrorKind::shape_mismatch, where(), "cache has ", c.self_states.size(), " self-decoder states, ",
+          c.self_kv.size(), " window caches and K/V ", shape_str({c.key.rows(), c.key.cols()}), "; expected ",
+          cfg_.n_self_layers, cfg_.sliding() ? " window caches" : " states", " of ", cfg_.n_self_heads,
+          " heads and K/V [*, ", cfg_.kv_width(), "] (use make_cache())");
     check(c.position >= 0 && c.position <= c.capacity(), ErrorKind::invalid_argument, where(), "cache position = ",
           c.position, " is outside [0, ", c.capacity(), "]");
   }
 
-  // Cross-decoder RoPE table theta_j (float32 as the reference's build_rel_pos buffer).
+  // The rotation of both decoders (here for the cross-decoder heads).
   void init_tables() {
-    const Index half = cfg_.head_dim() / 2;
-    angle_.resize(static_cast<std::size_t>(half));
-    for (Index j = 0; j < half; ++j) {
-      float lin = 0.0f;
-      if (half > 1) {
-        const float step = 1.0f / static_cast<float>(half - 1);
-        lin = j < half / 2 ? step * static_cast<float>(j) : 1.0f - step * static_cast<float>(half - 1 - j);
-      }
-      angle_[static_cast<std::size_t>(j)] = 1.0f / static_cast<float>(std::pow(cfg_.rope_theta, double(lin)));
-    }
-  }
-
-  // Rotate rows of `heads` heads of head_dim, row i at position pos0 + i (interleaved pairs).
-  template <class M>
-  void rotate(M& m, Index heads, std::int64_t pos0, Workspace<float>& ws) const {
-    const auto half = static_cast<std::size_t>(cfg_.head_dim() / 2);
-    const auto hd = static_cast<std::size_t>(cfg_.head_dim());
-    typename Workspace<float>::Frame frame(ws);
-    float* table = ws.template raw<float>(2 * half * static_cast<std::size_t>(m.rows()));
-    ops::detail::for_each_row(m.rows(), m.cols(), [&](Index i) {
-      float* c = table + 2 * half * static_cast<std::size_t>(i);
-      float* s = c + half;
-      const float pos = static_cast<float>(pos0 + i);
-      for (std::size_t j = 0; j < half; ++j) {
-        const float a = pos * angle_[j];
-        c[j] = static_cast<float>(std::cos(static_cast<double>(a)));
-        s[j] = static_cast<float>(std::sin(static_cast<double>(a)));
-      }
-      float* r = m.data() + i * m.outerStride();
-      for (Index h = 0; h < heads; ++h) kernels::rope_interleaved(r + static_cast<std::size_t>(h) * hd, c, s, half);
-    });
+    rope_ = std::make_shared<const RotaryEmbedding>(RopeConfig::linspace_interleaved(cfg_.head_dim(), cfg_.rope_theta));
   }
 
   YOCOConfig cfg_;
@@ -457,7 +515,7 @@ class YOCO {
   RMSNorm<float> kv_norm_;
   Linear<float> k_proj_, v_proj_;  // [kv_width, dim]
   RMSNorm<float> final_norm_;
-  std::vector<float> angle_;  // [head_dim / 2] cross-decoder rotation frequencies
+  std::shared_ptr<const RotaryEmbedding> rope_;  // cross-decoder rotation; immutable, shared by copies
 };
 
 }  // namespace EIGENFORMER_ABI_NAMESPACE

@@ -114,8 +114,10 @@ inline void register_yoco(Registry& r) {
   LayerSpec s("yoco",
               "unilm YOCO `YOCO` without embed_tokens and output_projection (YOCO/yoco/models/decoder/yoco.py: "
               "SelfDecoder, CrossDecoder, DecoderLayer; cross_attention.py, feedforward_network.py, "
-              "gate_retention.py; transcribed in tools/yoco_reference.py; float32, batch 1)",
-              "Decoder-decoder: n_layers / 2 self-decoder layers (pre-RMSNorm gated retention and SwiGLU FFN "
+              "gate_retention.py, sliding_window_attention.py; transcribed in tools/yoco_reference.py; float32, "
+              "batch 1)",
+              "Decoder-decoder: n_layers / 2 self-decoder layers (pre-RMSNorm gated retention, or sliding-window "
+              "attention, and SwiGLU FFN "
               "blocks), one global K/V from kv_layer_norm of their output (k_proj rotated, v_proj), n_layers / 2 "
               "cross-decoder layers attending to it (causal, GQA), final layer_norm. Input: the embedded tokens.");
   const std::string decode = "decode";
@@ -142,15 +144,19 @@ inline void register_yoco(Registry& r) {
           "self-decoder chunk of a multi-token call (SelfDecoder.block_size and GateRetention's chunk_size, 256 "
           "in the reference)"))
       .key(KeySpec::integer("prompt_length").min(0).modes(decode).doc(
-          "tokens of the first (prefill) call; 0 = every token alone"));
+          "tokens of the first (prefill) call; 0 = every token alone"))
+      .key(KeySpec::integer("sliding_window").default_value("0").min(0).doc(
+          "YOCOArgs sliding_window: 0 (None) = gated-retention self-decoder; > 0 = SlidingWindowAttention "
+          "self-decoder layers (each query sees itself and sliding_window - 1 keys before it)"));
   auto self_layer = [&s](const std::string& i, const char* when) {
     const std::string p = "self_decoder.layers." + i + ".";
-    for (const char* n : {"q_proj", "k_proj", "v_proj", "g_proj"}) {
+    const std::string w = when ? std::string(when) + " & " : std::string();
+    for (const char* n : {"q_proj", "k_proj", "v_proj"}) {
       s.weight(p + "mixer." + n + ".weight", {"dim", "dim"});
       if (when) s.when(when);
     }
-    s.weight(p + "mixer.gt_proj.weight", {"n_self_heads", "dim"});
-    if (when) s.when(when);
+    s.weight(p + "mixer.g_proj.weight", {"dim", "dim"}).when(w + "!sliding");
+    s.weight(p + "mixer.gt_proj.weight", {"n_self_heads", "dim"}).when(w + "!sliding");
     s.weight(p + "mixer.out_proj.weight", {"dim", "dim"});
     if (when) s.when(when);
   };
@@ -209,6 +215,7 @@ inline void register_yoco(Registry& r) {
             y.norm_eps = c.number("norm_eps");
             y.rope_theta = c.number("rope_theta");
             y.chunk_size = c.integer("block_size");
+            y.sliding_window = c.integer("sliding_window");
             if (y.dim % y.n_self_heads != 0 || (y.dim / y.n_self_heads) % 2 != 0)
               case_fail(Problem::bad_config_value, "yoco", "dim = ", y.dim, " must be n_self_heads = ",
                         y.n_self_heads, " times an even head_dim");
@@ -224,6 +231,7 @@ inline void register_yoco(Registry& r) {
             a.prompt_length = c.integer("prompt_length");
             p.set_size("head_dim", y.head_dim());
             p.set_flag("two_layers_each", n_layers == 4);
+            p.set_flag("sliding", y.sliding_window > 0);
             return a;
           },
           [](const Case& k, const detail::YOCOCase& a, Outputs& out) {
