@@ -4,6 +4,9 @@
 //     MultiHeadAttention of the same width with a KV cache holding the same history. The retention
 //     state does not depend on the history (it is set to a state at that position; its cost is
 //     O(H dk dv)), the attention cache does.
+//   - the same decode interleaved: each iteration decodes one token at each of the three histories in
+//     turn and times them separately, so host noise (a shared 2-core machine) hits all three alike;
+//     the counter spread = max / min - 1 of the three mean times is the flatness figure;
 //   - the recurrent step kernel alone on the same state;
 //   - prefill: the chunkwise form (chunk 512) at T = 2K / 8K / 32K against the parallel form.
 // Width: embed 1024, 8 heads; retention value_dim 2048 (RetNet's 2x), attention head_dim 128.
@@ -15,6 +18,8 @@
 #include <eigenformer/kernels/retention.hpp>
 #include <eigenformer/retention/multiscale_retention.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <random>
 
@@ -49,19 +54,24 @@ MultiScaleRetention<float> make_retention(Index E, Index V, Index H) {
   return m;
 }
 
-// Args: {history, threads}.
-void BM_RetentionDecode(benchmark::State& s) {
-  const Index history = s.range(0);
-  set_num_threads(static_cast<int>(s.range(1)));
-  const auto m = make_retention(kDecodeE, 2 * kDecodeE, kDecodeHeads);
+// The state after `history` tokens: position and the running scale S = sum_{m < history} gamma^m.
+RetentionState<float> state_at(const MultiScaleRetention<float>& m, Index history) {
   auto st = m.make_state();
   fill(st.kv.data(), st.kv.size(), 7, 0.1f);
-  // The state after `history` tokens: position and the running scale S = sum_{m < history} gamma^m.
   st.position = history;
   for (Index h = 0; h < kDecodeHeads; ++h) {
     const double g = std::exp(m.log_decays()[static_cast<std::size_t>(h)]);
     st.scale(h) = static_cast<float>((1 - std::pow(g, double(history))) / (1 - g));
   }
+  return st;
+}
+
+// Args: {history, threads}.
+void BM_RetentionDecode(benchmark::State& s) {
+  const Index history = s.range(0);
+  set_num_threads(static_cast<int>(s.range(1)));
+  const auto m = make_retention(kDecodeE, 2 * kDecodeE, kDecodeHeads);
+  auto st = state_at(m, history);
   Matrix<float> x(1, kDecodeE), y(1, kDecodeE);
   fill(x.data(), x.size(), 8);
   Workspace<float> ws;
@@ -72,6 +82,33 @@ void BM_RetentionDecode(benchmark::State& s) {
   }
   s.counters["state_MiB"] = double(st.bytes()) / (1 << 20);
 }
+
+// Decode at 1K, 8K and 64K tokens of history, interleaved (see the file comment); one thread.
+void BM_RetentionDecodeInterleaved(benchmark::State& s) {
+  set_num_threads(1);
+  const auto m = make_retention(kDecodeE, 2 * kDecodeE, kDecodeHeads);
+  const Index histories[3] = {1024, 8192, 65536};
+  RetentionState<float> st[3] = {state_at(m, histories[0]), state_at(m, histories[1]), state_at(m, histories[2])};
+  Matrix<float> x(1, kDecodeE), y(1, kDecodeE);
+  fill(x.data(), x.size(), 8);
+  Workspace<float> ws;
+  double total[3] = {0, 0, 0};
+  for (auto _ : s) {
+    for (int i = 0; i < 3; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      m.forward_recurrent(x, y, st[i], ws);
+      benchmark::DoNotOptimize(y.data());
+      total[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      st[i].position = histories[i];
+    }
+  }
+  const double n = static_cast<double>(s.iterations());
+  s.counters["us_1K"] = 1e6 * total[0] / n;
+  s.counters["us_8K"] = 1e6 * total[1] / n;
+  s.counters["us_64K"] = 1e6 * total[2] / n;
+  s.counters["spread"] = *std::max_element(total, total + 3) / *std::min_element(total, total + 3) - 1;
+}
+BENCHMARK(BM_RetentionDecodeInterleaved)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_AttentionDecode(benchmark::State& s) {
   const Index history = s.range(0);
