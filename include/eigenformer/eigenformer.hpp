@@ -46,3 +46,6 @@
 #include "retention/gated_retention.hpp"
 #include "retention/retnet_block.hpp"
 #include "retention/yoco.hpp"
+#include "model/decoder.hpp"
+#include "model/decoder_config.hpp"
+#include "model/generate.hpp"
