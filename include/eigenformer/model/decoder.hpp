@@ -367,14 +367,7 @@ class Decoder {
     switch (mixer.index()) {
       case 0: std::get<0>(mixer).forward(x, y, std::get<0>(st), ws); break;
       case 1: std::get<1>(mixer).forward(x, y, std::get<1>(st), ws); break;
-      case 2: {
-        const auto& m = std::get<2>(mixer);
-        if (x.rows() == 1)
-          m.forward_recurrent(x, y, std::get<2>(st), ws);
-        else
-          m.forward_chunkwise(x, y, std::get<2>(st), ws);
-        break;
-      }
+      case 2: std::get<2>(mixer).forward(x, y, std::get<2>(st), ws); break;  // chunkwise or recurrent
       default: std::get<3>(mixer).forward(x, y, std::get<3>(st), ws); break;
     }
   }

@@ -50,6 +50,7 @@
 #include "../ops/norm.hpp"
 #include "../ops/rows.hpp"
 #include "../position/rope.hpp"
+#include "retention_forms.hpp"
 
 namespace eigenformer {
 inline namespace EIGENFORMER_ABI_NAMESPACE {
@@ -81,7 +82,9 @@ struct GatedRetentionState {
 };
 
 template <class T>
-class GatedRetention {
+class GatedRetention : public RetentionForms<GatedRetention<T>, GatedRetentionState<T>, T> {
+  friend class RetentionForms<GatedRetention<T>, GatedRetentionState<T>, T>;
+
  public:
   GatedRetention() = default;
 
@@ -143,40 +146,6 @@ class GatedRetention {
   const RotaryEmbedding& rotary() const noexcept { return *rope_; }
 
   GatedRetentionState<T> make_state() const { return GatedRetentionState<T>(cfg_.num_heads, head_dim()); }
-
-  /// Recurrent form: the rows of x continue `state` (positions state.position, ...), one token at a time.
-  /// x, y: [T, embed_dim] (y may be x).
-  void forward_recurrent(ConstMatrixRef<T> x, MatrixRef<T> y, GatedRetentionState<T>& state, Workspace<T>& ws) const {
-    check_io(x, y);
-    check_state(state);
-    const Index n = x.rows();
-    if (n == 0) return;
-    typename Workspace<T>::Frame frame(ws);
-    Buffers b = project(x, state.position, ws);
-    recurrent_core(b, state);
-    state.position += n;
-    finish(b, y);
-  }
-
-  /// Chunkwise form from position 0 with an empty state (chunk_size 0 = config().chunk_size).
-  void forward_chunkwise(ConstMatrixRef<T> x, MatrixRef<T> y, Workspace<T>& ws, Index chunk_size = 0) const {
-    chunkwise(x, y, nullptr, ws, chunk_size);
-  }
-
-  /// Chunkwise form continuing `state` and leaving in it the state after the last row (a prefill
-  /// that forward_recurrent can continue).
-  void forward_chunkwise(ConstMatrixRef<T> x, MatrixRef<T> y, GatedRetentionState<T>& state, Workspace<T>& ws,
-                         Index chunk_size = 0) const {
-    chunkwise(x, y, &state, ws, chunk_size);
-  }
-
-  /// Prefill or decode continuing `state`: chunkwise for several rows, recurrent for one.
-  void forward(ConstMatrixRef<T> x, MatrixRef<T> y, GatedRetentionState<T>& state, Workspace<T>& ws) const {
-    if (x.rows() == 1)
-      forward_recurrent(x, y, state, ws);
-    else
-      forward_chunkwise(x, y, state, ws);
-  }
 
   Index parameters() const noexcept {
     return q_.parameters() + k_.parameters() + v_.parameters() + g_.parameters() + gt_.parameters() +

@@ -56,6 +56,7 @@
 #include "../ops/norm.hpp"
 #include "../ops/rows.hpp"
 #include "../position/rope.hpp"
+#include "retention_forms.hpp"
 
 namespace eigenformer {
 inline namespace EIGENFORMER_ABI_NAMESPACE {
@@ -94,7 +95,9 @@ struct RetentionState {
 };
 
 template <class T>
-class MultiScaleRetention {
+class MultiScaleRetention : public RetentionForms<MultiScaleRetention<T>, RetentionState<T>, T> {
+  friend class RetentionForms<MultiScaleRetention<T>, RetentionState<T>, T>;
+
  public:
   MultiScaleRetention() = default;
 
@@ -168,33 +171,6 @@ class MultiScaleRetention {
     Buffers b = project(x, 0, ws);
     parallel_core(b, ws);
     finish(b, y);
-  }
-
-  /// Recurrent form: the rows of x are consecutive tokens continuing `state` (positions
-  /// state.position, state.position + 1, ...); processed one at a time, each in O(dk * dv) per head.
-  void forward_recurrent(ConstMatrixRef<T> x, MatrixRef<T> y, RetentionState<T>& state, Workspace<T>& ws) const {
-    check_io(x, y);
-    check_state(state);
-    const Index n = x.rows();
-    if (n == 0) return;
-    typename Workspace<T>::Frame frame(ws);
-    Buffers b = project(x, state.position, ws);
-    recurrent_core(b, state);
-    state.position += n;
-    finish(b, y);
-  }
-
-  /// Chunkwise recurrent form from position 0 (chunk_size 0 = config().chunk_size; any T, the last
-  /// chunk may be shorter).
-  void forward_chunkwise(ConstMatrixRef<T> x, MatrixRef<T> y, Workspace<T>& ws, Index chunk_size = 0) const {
-    chunkwise(x, y, nullptr, ws, chunk_size);
-  }
-
-  /// Chunkwise form continuing `state` (chunks start at state.position) and leaving in it the state
-  /// after the last row, so forward_recurrent can continue a chunkwise prefill.
-  void forward_chunkwise(ConstMatrixRef<T> x, MatrixRef<T> y, RetentionState<T>& state, Workspace<T>& ws,
-                         Index chunk_size = 0) const {
-    chunkwise(x, y, &state, ws, chunk_size);
   }
 
   Index parameters() const noexcept {
