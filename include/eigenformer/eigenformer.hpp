@@ -21,6 +21,8 @@
 
 #include "ops/activation.hpp"
 #include "ops/attention.hpp"
+#include "ops/dilated_attention.hpp"
+#include "ops/sparse_patterns.hpp"
 #include "ops/norm.hpp"
 #include "ops/softmax.hpp"
 
@@ -30,6 +32,9 @@
 #include "position/rope.hpp"
 #include "position/xpos.hpp"
 
+#include "attention/bigbird.hpp"
+#include "attention/longformer.hpp"
+#include "attention/memory_compressed.hpp"
 #include "attention/mla.hpp"
 #include "attention/multi_head_attention.hpp"
 #include "cache/kv_cache.hpp"

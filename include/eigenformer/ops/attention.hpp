@@ -9,7 +9,9 @@
 // n_kv_heads query heads that share the kv head times the queries of the block, so K and V are read
 // once per group. For each key tile the item computes S = (scale Q) K^T with the gemm kernels, lets
 // the policy edit and mask it, updates the running max/denominator per row, rescales its output
-// accumulator and adds P V. Empty tiles (per the policy) are skipped, full tiles skip the mask.
+// accumulator and adds P V. Empty tiles (per the policy) are skipped, full tiles skip the mask; a
+// policy with the optional next_key / query_tile members (sparse patterns, ops/sparse_patterns.hpp)
+// lets the loop jump over the key tiles it leaves empty and align query tiles to its blocks.
 //   - prefill (>= kPackMinQueries queries): K is packed transposed per kv head once (float, whatever
 //     its storage type), and S comes from gemm_nn (broadcast-FMA micro-kernel);
 //   - decode (fewer queries): S comes from gemm_nt (dot products against the K rows in place), and
@@ -22,6 +24,7 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../config.hpp"
@@ -133,6 +136,36 @@ bool all_finite(const E* v, Index n, Index ld, Index dv) {
   return acc == 0.0f;
 }
 
+// Does the policy have the optional next_key member (ops/attention_policy.hpp)?
+template <class P, class = void>
+struct has_next_key : std::false_type {};
+template <class P>
+struct has_next_key<P, std::void_t<decltype(std::declval<const P&>().next_key(
+                           Index{}, std::int64_t{}, std::int64_t{}, std::int64_t{}))>> : std::true_type {};
+
+// Does the policy have the optional query_tile member (ops/attention_policy.hpp)?
+template <class P, class = void>
+struct has_query_tile : std::false_type {};
+template <class P>
+struct has_query_tile<P, std::void_t<decltype(std::declval<const P&>().query_tile())>> : std::true_type {};
+
+// Queries per item: kTargetRows / G, or, when the policy prefers tiles aligned to its blocks, the
+// largest divisor of its block (>= kMinAlignedRows) that fits, so that no item straddles a block.
+constexpr Index kMinAlignedRows = 8;
+template <class Policy>
+Index query_rows(const Policy& policy, Index G, Index T) {
+  Index rows = std::max<Index>(1, kTargetRows / G);
+  if constexpr (has_query_tile<Policy>::value) {
+    const Index pref = policy.query_tile();
+    if (pref > 0) {
+      Index b = std::min(pref, rows);
+      while (pref % b != 0) --b;
+      if (b >= kMinAlignedRows) rows = b;
+    }
+  }
+  return std::max<Index>(1, std::min<Index>(T, rows));
+}
+
 inline Scratch carve(float* base, Index rows, Index d, Index dv) {
   Scratch s;
   s.qs = base;
@@ -174,7 +207,7 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
 
   const Index H = dims.n_heads, Hkv = dims.n_kv_heads, G = H / Hkv, d = dims.head_dim, dv = dims.v_head_dim;
   const Index T = io.tokens;
-  const Index bq = std::max<Index>(1, std::min<Index>(T, kTargetRows / G));  // queries per item
+  const Index bq = query_rows(policy, G, T);  // queries per item
   const Index n_qblocks = (T + bq - 1) / bq;
   const Index rows_max = G * bq;
   const bool packed = T >= kPackMinQueries && total_keys > 0;
@@ -265,6 +298,15 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
       const KVSpan<E>& sp = spans[s];
       const Index lo = std::max<Index>(0, key_begin - span_first), hi = std::min(sp.tokens, key_end - span_first);
       for (Index j0 = lo; j0 < hi; j0 += kKeyTile) {
+        if constexpr (has_next_key<Policy>::value) {
+          // Jump over whole key tiles no query row of the item attends (tiles stay aligned to lo).
+          std::int64_t next = kNoKey;
+          for (Index gi = 0; gi < G; ++gi)
+            next = std::min(next, policy.next_key(g * G + gi, q0, q1, sp.pos0 + j0));
+          if (next >= sp.pos0 + hi) break;
+          const std::int64_t skip = next - (sp.pos0 + j0);
+          if (skip >= kKeyTile) j0 += static_cast<Index>(skip / kKeyTile) * kKeyTile;
+        }
         const Index n = std::min(kKeyTile, hi - j0);
         const auto un = static_cast<std::size_t>(n);
         const std::int64_t k0 = sp.pos0 + j0;

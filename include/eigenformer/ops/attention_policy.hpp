@@ -17,6 +17,22 @@
 //   bool visible(Index head, int64 q, int64 k)          the mask of one pair (used only on the rare
 //                                                       path that must keep a masked NaN/inf value
 //                                                       out of the output)
+// and optionally (detected at compile time; policies without it behave exactly as before):
+//   int64 next_key(Index head, int64 q0, int64 q1,      a key position >= k such that no query of
+//                  int64 k)                             [q0, q1) attends any key in [k, result), or
+//                                                       kNoKey (INT64_MAX) if none attends a key >= k.
+//                                                       The kernel then jumps over whole key tiles
+//                                                       without asking tile(): for long sequences
+//                                                       the enumeration of (query tile, key tile)
+//                                                       pairs costs O(attended tiles), not O(T^2).
+//                                                       Returning k itself is always correct.
+//   Index query_tile()                                  preferred query tile (e.g. a block layout's
+//                                                       block): the kernel then takes the largest
+//                                                       divisor of it (>= 8) that fits its tile as
+//                                                       the queries per item, so tiles start at block
+//                                                       boundaries (when the first query position is
+//                                                       a multiple of the block) and are more often
+//                                                       full or empty. 0: no preference.
 //
 // AttentionMask is the standard runtime policy: causal or bidirectional, sliding window, key
 // padding, soft-capping, ALiBi, and learned sinks, in any combination.
@@ -34,6 +50,9 @@ namespace eigenformer {
 inline namespace EIGENFORMER_ABI_NAMESPACE {
 
 enum class TileKind { empty, partial, full };
+
+/// next_key's answer when no key at or after the asked position is attended.
+constexpr std::int64_t kNoKey = std::numeric_limits<std::int64_t>::max();
 
 /// The standard policy. Semantics (positions are absolute; the query at position q sees key k iff):
 ///   causal:          k <= q  (bottom-right aligned when queries are the last tokens, as in decoding)
