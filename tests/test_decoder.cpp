@@ -37,7 +37,8 @@ const char* kMixedConfig = R"({
     {"mixer": "mla", "num_attention_heads": 2, "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 4,
      "v_head_dim": 8, "intermediate_size": 40},
     {"mixer": "retention", "num_heads": 2, "value_dim": 64, "intermediate_size": 48, "mlp_gated": false},
-    {"mixer": "gated_retention", "num_heads": 2, "intermediate_size": 48, "repeat": 2}
+    {"mixer": "gated_retention", "num_heads": 2, "intermediate_size": 48, "repeat": 2},
+    {"mixer": "attention", "num_attention_heads": 4, "dilated": [[4, 1], [8, 2]], "intermediate_size": 32}
   ]
 })";
 
@@ -65,7 +66,10 @@ Matrix<float> prefill_logits(const Decoder& d, const std::vector<std::int32_t>& 
 
 TEST(DecoderConfig, ParsesEveryMixer) {
   const DecoderConfig c = decoder_config_from_json(kMixedConfig);
-  ASSERT_EQ(c.layers.size(), 6u);
+  ASSERT_EQ(c.layers.size(), 7u);
+  ASSERT_EQ(c.layers[6].attention.dilated.size(), 2u);
+  EXPECT_EQ(c.layers[6].attention.dilated[1].segment, 8);
+  EXPECT_EQ(c.layers[6].attention.dilated[1].dilation, 2);
   EXPECT_EQ(c.vocab_size, 61);
   EXPECT_EQ(c.layers[0].mixer, MixerKind::attention);
   EXPECT_EQ(c.layers[0].attention.num_key_value_heads, 2);
@@ -77,7 +81,7 @@ TEST(DecoderConfig, ParsesEveryMixer) {
   EXPECT_FALSE(c.layers[3].mlp.gated);
   EXPECT_EQ(c.layers[5].mixer, MixerKind::gated_retention);
   const Decoder d(c);
-  EXPECT_EQ(d.num_layers(), 6);
+  EXPECT_EQ(d.num_layers(), 7);
 }
 
 TEST(DecoderConfig, Errors) {
@@ -100,6 +104,9 @@ TEST(DecoderConfig, Errors) {
   expect_error(parse(head + R"({"mixer": "retention", "num_heads": 2, "intermediate_size": 0}]})"),
                ErrorKind::config, "'intermediate_size' = 0 must be >= 1");
   expect_error(parse(R"({"vocab_size": 8, "hidden_size": 8, "layers": [)"), ErrorKind::config, "invalid JSON");
+  expect_error(parse(head + R"({"mixer": "attention", "num_attention_heads": 2, "intermediate_size": 8,
+                              "dilated": [[4, 0]]}]})"),
+               ErrorKind::config, "'dilated' entries must be");
   // a layer the layers themselves reject: 3 heads do not divide 8
   expect_error([&] { Decoder d(decoder_config_from_json(head + R"({"mixer": "attention", "num_attention_heads": 3,
                        "intermediate_size": 8}]})")); },
@@ -221,7 +228,7 @@ TEST(Decoder, StateBytesAndErrors) {
   const auto st2 = d.make_state(200);
   // attention (block 0) and MLA grow with the capacity; the sliding window and retention do not
   const std::size_t grow = st2.bytes() - st.bytes();
-  EXPECT_EQ(grow, 100u * (2u * 2u * 8u + 16u + 4u) * sizeof(float));
+  EXPECT_EQ(grow, 100u * (2u * 2u * 8u + 16u + 4u + 2u * 4u * 8u) * sizeof(float));
   Workspace<float> ws;
   const auto ids = tokens(101, 42);
   Matrix<float> y(101, 61), bad(3, 60);
@@ -233,7 +240,7 @@ TEST(Decoder, StateBytesAndErrors) {
   bad_ids[1] = 61;
   expect_error([&] { d.forward(bad_ids.data(), 3, y.topRows(3), st, ws); }, ErrorKind::invalid_argument, "61");
   DecoderState other = Decoder(decoder_config_from_json(R"({"vocab_size": 61, "hidden_size": 32, "layers": [
-      {"mixer": "retention", "num_heads": 2, "intermediate_size": 8, "repeat": 6}]})")).make_state(10);
+      {"mixer": "retention", "num_heads": 2, "intermediate_size": 8, "repeat": 7}]})")).make_state(10);
   expect_error([&] { d.forward(ids.data(), 1, y.topRows(1), other, ws); }, ErrorKind::shape_mismatch,
                "a block's state is a RetentionState, its mixer needs a KVCache");
   expect_error([&] { d.make_state(0); }, ErrorKind::invalid_argument, "capacity = 0");

@@ -3,6 +3,7 @@
 // j the positions seg + j + r m (dense_to_sparse), dense causal attention on each gathered segment
 // (the reference attention), scattered back with lse -1e8 where a branch does not cover a row
 // (sparse_to_dense), merged with softmax(lse) weights. Prefill, decode == prefill, GQA, errors.
+#include <eigenformer/attention/multi_head_attention.hpp>
 #include <eigenformer/ops/dilated_attention.hpp>
 
 #include "reference_attention.hpp"
@@ -148,6 +149,49 @@ TEST(DilatedAttention, ConfigErrors) {
     EXPECT_EQ(e.kind(), ErrorKind::config);
     EXPECT_NE(std::string(e.what()).find("segment_length = 10"), std::string::npos) << e.what();
   }
+}
+
+// MultiHeadAttention with AttentionConfig::dilated: the projections, then LongNet (no positions here,
+// so the naive computation applies to the projected q / k / v as they are), prefill and cached decode.
+TEST(DilatedAttention, MultiHeadAttentionLayer) {
+  auto g = eftest::rng(953);
+  AttentionConfig c;
+  c.hidden_size = 24;
+  c.num_attention_heads = 6;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.position = PositionEncoding::none;
+  c.dilated = {{8, 1}, {16, 2}, {32, 4}};
+  MultiHeadAttention m(c);
+  for (Linear<float>* l : {&m.q_proj(), &m.k_proj(), &m.v_proj(), &m.o_proj()})
+    l->weight() = eftest::random_matrix<float>(l->out_features(), l->in_features(), g, 0.3);
+  const Index T = 45;
+  const Matrix<float> x = eftest::random_matrix<float>(T, 24, g);
+  Workspace<float> ws;
+  Matrix<float> y(T, 24);
+  m.forward(x, y, ws);
+  const RefMatrix xd = x.cast<double>();
+  auto W = [](const Linear<float>& l) { return RefMatrix(l.weight().cast<double>()); };
+  const RefMatrix o = naive_longnet(xd * W(m.q_proj()).transpose(), xd * W(m.k_proj()).transpose(),
+                                    xd * W(m.v_proj()).transpose(), 6, 2, c.dilated, true, 1.0 / std::sqrt(8.0));
+  expect_near(y, o * W(m.o_proj()).transpose(), 2e-4, "layer prefill");
+  // Decode through a KV cache: a prompt of 13, then 1 or 3 tokens at a time.
+  KVCache<float> cache({2, 8, 8, T});
+  Matrix<float> z(T, 24);
+  m.forward(x.topRows(13), z.topRows(13), cache, ws);
+  for (Index t = 13; t < T;) {
+    const Index n = std::min<Index>(t % 2 ? 1 : 3, T - t);
+    m.forward(x.middleRows(t, n), z.middleRows(t, n), cache, ws);
+    t += n;
+  }
+  EXPECT_LT((z - y).cwiseAbs().maxCoeff(), 1e-5f);
+  // Combinations that are refused.
+  AttentionConfig bad = c;
+  bad.sliding_window = 4;
+  EXPECT_THROW(MultiHeadAttention{bad}, Error);
+  KVCache<float> ring({2, 8, 8, 16, CacheEviction::sliding_window});
+  EXPECT_THROW(m.forward(x.topRows(2), z.topRows(2), ring, ws), Error);
+  EXPECT_THROW(m.forward(x, y, ws, nullptr, std::vector<std::uint8_t>(T, 1).data()), Error);
 }
 
 }  // namespace

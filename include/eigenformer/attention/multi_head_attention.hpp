@@ -35,6 +35,7 @@
 #include "../linear/linear.hpp"
 #include "../norm/rms_norm.hpp"
 #include "../ops/attention.hpp"
+#include "../ops/dilated_attention.hpp"
 #include "../position/alibi.hpp"
 #include "../position/rope.hpp"
 #include "../position/xpos.hpp"
@@ -60,6 +61,11 @@ struct AttentionConfig {
   RopeConfig rope;                ///< used with position = rope (head_dim 0 = the attention head_dim)
   AlibiForm alibi_form = AlibiForm::causal;
   double xpos_scale_base = 512;   ///< torchscale `xpos_scale_base`
+  /// LongNet dilated attention (ops/dilated_attention.hpp): (segment_length, dilated_ratio) branches
+  /// merged by their softmax denominators, instead of dense attention; empty = dense. Self-attention
+  /// only (cross-attention stays dense); not with sliding_window, softcap, sinks, ALiBi or a key mask;
+  /// a KV cache must not evict (segments are aligned to position 0).
+  std::vector<DilatedBranch> dilated;
 };
 
 /// How the attention layer drives its projections. The default suits Linear<float>; a projection
@@ -154,6 +160,7 @@ class BasicMultiHeadAttention {
     const KVSpan<float> span = projection_span(k, v, 0);
     AttentionMask mask = make_mask();
     if (key_mask) {
+      check(cfg_.dilated.empty(), ErrorKind::invalid_argument, where(), "a key mask is not supported with dilated attention");
       mask.key_valid = key_mask;
       mask.key_valid_len = T;
     }
@@ -175,11 +182,22 @@ class BasicMultiHeadAttention {
     const Index T = x.rows();
     check(cache.can_append(T), ErrorKind::capacity, where(), "the KV cache holds ", cache.size(), " of ",
           cache.capacity(), " tokens and cannot take ", T, " more (eviction = none)");
+    check(cfg_.dilated.empty() || cc.eviction == CacheEviction::none, ErrorKind::config, where(),
+          "dilated (LongNet) attention needs a KV cache without eviction");
     if (T == 0) return;
     typename Workspace<float>::Frame frame(ws);
     auto q = ws.matrix(T, q_.out_features()), k = ws.matrix(T, k_.out_features()), v = ws.matrix(T, v_.out_features());
     const std::int64_t pos0 = cache.next_position();
     project(x, q, k, v, nullptr, pos0, ws);
+    if (!cfg_.dilated.empty()) {
+      // LongNet's segments start at position 0: attend over the whole cache as one span, so the new
+      // tokens are appended first (no eviction: nothing they need can be lost).
+      cache.append(k, v);
+      std::array<KVSpan<E>, 3> all;
+      const std::size_t n = cache.spans(all);
+      attend_and_project(q, pos0, all.data(), n, make_mask(), y, ws);
+      return;
+    }
     // The new tokens' K/V in the cache's storage type, so they are used exactly as they will be read
     // back from the cache in later steps.
     std::array<KVSpan<E>, 4> spans;
@@ -242,7 +260,7 @@ class BasicMultiHeadAttention {
     mask.causal = false;
     mask.sliding_window = 0;
     mask.alibi_slopes = nullptr;
-    attend_and_project(q, 0, &span, 1, mask, y, ws);
+    attend_and_project(q, 0, &span, 1, mask, y, ws, /*dense=*/true);
   }
 
   Index parameters() const noexcept {
@@ -273,6 +291,11 @@ class BasicMultiHeadAttention {
     check(c.scale > 0 && std::isfinite(c.scale), ErrorKind::config, w, "scale = ", c.scale, " must be > 0");
     check(c.sliding_window >= 0 && c.softcap >= 0, ErrorKind::config, w, "sliding_window = ", c.sliding_window,
           " and softcap = ", c.softcap, " must be >= 0");
+    if (!c.dilated.empty()) {
+      check_dilated_branches(c.dilated, w.c_str());
+      check(c.sliding_window == 0 && c.softcap == 0 && !c.sinks && c.position != PositionEncoding::alibi,
+            ErrorKind::config, w, "dilated (LongNet) attention does not combine with sliding_window, softcap, sinks or ALiBi");
+    }
     if (c.position == PositionEncoding::rope && c.rope.head_dim == 0) c.rope.head_dim = c.head_dim;
     if (c.position == PositionEncoding::rope)
       check(c.rope.head_dim == c.head_dim, ErrorKind::config, w, "rope.head_dim = ", c.rope.head_dim,
@@ -343,12 +366,18 @@ class BasicMultiHeadAttention {
 
   template <class E, class Policy>
   void attend_and_project(const MatrixMap<float>& q, std::int64_t q_pos0, const KVSpan<E>* spans, std::size_t n,
-                          const Policy& mask, MatrixRef<float> y, Workspace<float>& ws) const {
+                          const Policy& mask, MatrixRef<float> y, Workspace<float>& ws, bool dense = false) const {
     const AttentionDims dims{cfg_.num_attention_heads, cfg_.num_key_value_heads, cfg_.head_dim, cfg_.head_dim,
                              static_cast<float>(cfg_.scale)};
     auto attn = ws.matrix(q.rows(), q.cols());  // [T, n_heads * head_dim]
     const AttentionIO io{q.data(), q.outerStride(), q.rows(), q_pos0, attn.data(), attn.outerStride(), nullptr, 0};
-    flash_attention(dims, io, spans, n, mask, ws, "MultiHeadAttention");
+    if (!cfg_.dilated.empty() && !dense) {
+      check(n == 1 && spans[0].pos0 == 0, ErrorKind::invalid_argument, where(),
+            "dilated attention needs the keys as one span from position 0");
+      dilated_attention(dims, io, spans[0], cfg_.dilated, cfg_.causal, ws, "MultiHeadAttention (dilated)");
+    } else {
+      flash_attention(dims, io, spans, n, mask, ws, "MultiHeadAttention");
+    }
     if (has_out_norm()) out_norm_.forward(attn, attn);
     Ops::forward(o_, attn, y, ws);
   }

@@ -19,7 +19,8 @@
 //   all:             mixer (required), intermediate_size (required), hidden_act ("silu"), mlp_gated (true),
 //                    repeat (1)
 //   attention:       num_attention_heads (required), num_key_value_heads (= heads), head_dim
-//                    (hidden / heads), rope_theta (10000), sliding_window (0 = none)
+//                    (hidden / heads), rope_theta (10000), sliding_window (0 = none), dilated
+//                    (LongNet branches [[segment_length, dilated_ratio], ...]; absent = dense)
 //   mla:             num_attention_heads, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim
 //                    (required), q_lora_rank (0), rope_theta (10000)
 //   retention:       num_heads (required), value_dim (= hidden), layernorm_eps (1e-6)
@@ -121,7 +122,7 @@ inline DecoderConfig decoder_config_from_json(std::string_view text) {
     const Index repeat = o.integer("repeat", 1, false, 1);
     if (kind == "attention") {
       o.only({"mixer", "intermediate_size", "hidden_act", "mlp_gated", "repeat", "num_attention_heads",
-              "num_key_value_heads", "head_dim", "rope_theta", "sliding_window"});
+              "num_key_value_heads", "head_dim", "rope_theta", "sliding_window", "dilated"});
       b.mixer = MixerKind::attention;
       AttentionConfig& a = b.attention;
       a.num_attention_heads = o.integer("num_attention_heads", 0, true, 1);
@@ -129,6 +130,17 @@ inline DecoderConfig decoder_config_from_json(std::string_view text) {
       a.head_dim = o.integer("head_dim", 0);
       a.rope.theta = o.number("rope_theta", 10000.0);
       a.sliding_window = o.integer("sliding_window", 0);
+      if (const json::Value* dl = o.get("dilated")) {
+        check(dl->kind == json::Kind::array && !dl->items.empty(), ErrorKind::config, where,
+              "'dilated' must be a non-empty array of [segment_length, dilated_ratio] pairs");
+        for (const json::Value& pair : dl->items) {
+          check(pair.kind == json::Kind::array && pair.items.size() == 2 && pair.items[0].is_integer_literal() &&
+                    pair.items[1].is_integer_literal() && pair.items[0].number >= 1 && pair.items[1].number >= 1 &&
+                    pair.items[0].number < 1e9 && pair.items[1].number < 1e9,
+                ErrorKind::config, where, "'dilated' entries must be [segment_length, dilated_ratio], positive integers");
+          a.dilated.push_back({static_cast<Index>(pair.items[0].number), static_cast<Index>(pair.items[1].number)});
+        }
+      }
     } else if (kind == "mla") {
       o.only({"mixer", "intermediate_size", "hidden_act", "mlp_gated", "repeat", "num_attention_heads",
               "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_theta"});
