@@ -865,6 +865,152 @@ def yoco_case(seed, T, dim, n_layers, hidden_dim, self_heads, attn_heads, kv_hea
                 yoco_source("YOCO"), mode=mode, what=what)
 
 
+# --- sparse attention: Longformer, BigBird (docs/sparse_attention.md) ---------------------------
+from transformers.models.big_bird import modeling_big_bird  # noqa: E402
+from transformers.models.longformer import modeling_longformer  # noqa: E402
+
+
+def longformer_case(seed, T, hidden, heads, window, global_idx, what=""):
+    """transformers LongformerSelfAttention (layer 0), eval, called as LongformerModel calls it: attention_mask
+    [1, T] 0 for local and positive for global tokens (the module only tests its sign; LongformerModel passes
+    -finfo.min), is_index_* derived from it (no padding)."""
+    config = transformers.LongformerConfig(hidden_size=hidden, num_attention_heads=heads, attention_window=[window],
+                                           attention_probs_dropout_prob=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    attn = modeling_longformer.LongformerSelfAttention(config, layer_id=0).eval()
+    init_params(attn, gen)
+    x = torch.randn(1, T, hidden, generator=gen)
+    glob = torch.zeros(T, dtype=torch.int64)
+    glob[list(global_idx)] = 1
+    am = glob.to(torch.float32)[None, :] * 10000.0
+    with torch.no_grad():
+        out = attn(x, attention_mask=am, is_index_masked=am < 0, is_index_global_attn=am > 0,
+                   is_global_attn=bool(glob.any()))[0]
+    c = {"hidden_size": hidden, "num_attention_heads": heads, "attention_window": window}
+    inputs = [("hidden_states", x[0])]
+    if bool(glob.any()):
+        inputs.append(("is_index_global_attn", glob))
+    return Case("longformer_self_attention", c, state(attn), inputs, {"hidden_states": out[0]},
+                src("transformers.models.longformer.modeling_longformer.LongformerSelfAttention"), what=what)
+
+
+def bigbird_case(seed, T, hidden, heads, block, n_random, use_bias=True, what=""):
+    """transformers BigBirdBlockSparseAttention, eval (its random-block table is then all zeros), with the
+    masks BigBirdModel.create_masks_for_block_sparse_attn builds for an all-ones attention mask."""
+    config = transformers.BigBirdConfig(hidden_size=hidden, num_attention_heads=heads, block_size=block,
+                                        num_random_blocks=n_random, use_bias=use_bias, attention_type="block_sparse",
+                                        max_position_embeddings=max(512, T))
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    attn = modeling_big_bird.BigBirdBlockSparseAttention(config, seed=seed).eval()
+    init_params(attn, gen)
+    x = torch.randn(1, T, hidden, generator=gen)
+    blocked, band, from_mask, to_mask = modeling_big_bird.BigBirdModel.create_masks_for_block_sparse_attn(
+        torch.ones(1, T), block)
+    with torch.no_grad():
+        out = attn(x, band_mask=band, from_mask=from_mask, to_mask=to_mask, from_blocked_mask=blocked,
+                   to_blocked_mask=blocked)[0]
+    c = {"hidden_size": hidden, "num_attention_heads": heads, "block_size": block, "num_random_blocks": n_random,
+         "use_bias": use_bias, "random_blocks": "hf_eval"}
+    return Case("bigbird_block_sparse_attention", c, state(attn), [("hidden_states", x[0])],
+                {"hidden_states": out[0]}, src("transformers.models.big_bird.modeling_big_bird."
+                                               "BigBirdBlockSparseAttention"), what=what)
+
+
+def sparse_cases():
+    return [
+        ("longformer_global", lambda s: longformer_case(
+            s, 16, 32, 4, 4, (1, 10), what="window 4 (2 each side), global tokens 1 and 10, head_dim 8")),
+        ("longformer_window8_no_global", lambda s: longformer_case(
+            s, 24, 32, 2, 8, (), what="window 8, no global token, head_dim 16")),
+        ("bigbird_block_sparse", lambda s: bigbird_case(
+            s, 160, 32, 4, 8, 2, what="T 160 = 20 blocks of 8, 2 random blocks (HF eval: block 0), head_dim 8")),
+        ("bigbird_block_sparse_no_bias", lambda s: bigbird_case(
+            s, 96, 16, 2, 8, 1, use_bias=False, what="T 96 = 12 blocks of 8, 1 random block, no bias")),
+    ]
+
+
+# --- KAN (a transcription of efficient-kan: tools/efficient_kan_reference.py, docs/kan.md) -----------
+import efficient_kan_reference  # noqa: E402  (efficient-kan is not installable here)
+
+
+def kan_linear_case(seed, T, in_f, out_f, grid_size, spline_order, scaler, x_std, update_grid=False, what=""):
+    """efficient-kan KANLinear forward; parameters N(0, 0.5^2) (scaler N(1, 0.5^2)); with update_grid, the
+    grid (and spline_weight) first adapt to 64 samples of N(0, x_std^2), giving non-uniform per-input rows."""
+    gen = torch.Generator().manual_seed(seed)
+    layer = efficient_kan_reference.KANLinear(in_f, out_f, grid_size=grid_size, spline_order=spline_order,
+                                              enable_standalone_scale_spline=scaler).eval()
+    with torch.no_grad():
+        layer.base_weight.copy_(rand(gen, out_f, in_f, std=0.5))
+        layer.spline_weight.copy_(rand(gen, out_f, in_f, grid_size + spline_order, std=0.5))
+        if scaler:
+            layer.spline_scaler.copy_(1.0 + rand(gen, out_f, in_f, std=0.5))
+        if update_grid:
+            layer.update_grid(rand(gen, 64, in_f, std=x_std))
+        x = rand(gen, T, in_f, std=x_std)
+        y = layer(x)
+    c = {"in_features": in_f, "out_features": out_f, "grid_size": grid_size, "spline_order": spline_order,
+         "enable_standalone_scale_spline": scaler}
+    weights = [(n, t.detach().clone()) for n, t in sorted(layer.state_dict().items())]
+    return Case("kan_linear", c, weights, [("hidden_states", x)], {"hidden_states": y},
+                f"tools/efficient_kan_reference.py KANLinear (a PyTorch transcription of "
+                f"{efficient_kan_reference.REFERENCE}; NOT the original package; torch {torch.__version__})", what=what)
+
+
+def fast_kan_case(seed, T, in_f, out_f, num_grids, use_base_update, what=""):
+    """fast-kan FastKANLayer (default grid [-2, 2]); parameters from init_params (LayerNorm weight 1 + N(0, 0.5^2))."""
+    gen = torch.Generator().manual_seed(seed)
+    layer = efficient_kan_reference.FastKANLayer(in_f, out_f, num_grids=num_grids,
+                                                 use_base_update=use_base_update).eval()
+    with torch.no_grad():
+        for name, p in sorted(layer.named_parameters()):
+            if name == "rbf.grid":
+                continue
+            p.copy_(rand(gen, *p.shape, std=0.3) + (1.0 if name == "layernorm.weight" else 0.0))
+        x = rand(gen, T, in_f)
+        y = layer(x)
+    c = {"in_features": in_f, "out_features": out_f, "num_grids": num_grids, "use_base_update": use_base_update}
+    weights = [(n, t.detach().clone()) for n, t in sorted(layer.state_dict().items())]
+    return Case("fast_kan_layer", c, weights, [("hidden_states", x)], {"hidden_states": y},
+                f"tools/efficient_kan_reference.py FastKANLayer (a PyTorch transcription of "
+                f"{efficient_kan_reference.FASTKAN_REFERENCE}; NOT the original package; torch {torch.__version__})",
+                what=what)
+
+
+def cheby_kan_case(seed, T, in_f, out_f, degree, what=""):
+    gen = torch.Generator().manual_seed(seed)
+    layer = efficient_kan_reference.ChebyKANLayer(in_f, out_f, degree).eval()
+    with torch.no_grad():
+        layer.cheby_coeffs.copy_(rand(gen, in_f, out_f, degree + 1, std=0.3))
+        x = rand(gen, T, in_f)
+        y = layer(x)
+    c = {"in_features": in_f, "out_features": out_f, "degree": degree}
+    weights = [(n, t.detach().clone()) for n, t in sorted(layer.state_dict().items())]
+    return Case("cheby_kan_layer", c, weights, [("hidden_states", x)], {"hidden_states": y},
+                f"tools/efficient_kan_reference.py ChebyKANLayer (a PyTorch transcription of "
+                f"{efficient_kan_reference.CHEBYKAN_REFERENCE}; NOT the original package; torch {torch.__version__})",
+                what=what)
+
+
+def kan_cases():
+    return [
+        ("fast_kan_layer", lambda s: fast_kan_case(s, 6, 10, 7, 8, True, what="8 Gaussian bumps on [-2, 2], base update")),
+        ("fast_kan_layer_no_base", lambda s: fast_kan_case(s, 5, 6, 9, 5, False, what="5 bumps, no base_linear")),
+        ("cheby_kan_layer", lambda s: cheby_kan_case(s, 7, 9, 5, 4, what="degree 4")),
+        ("cheby_kan_layer_degree1", lambda s: cheby_kan_case(s, 4, 5, 6, 1, what="degree 1")),
+        ("kan_linear_default", lambda s: kan_linear_case(
+            s, 7, 12, 10, 5, 3, True, 0.8, what="G 5, k 3, standalone scaler, inputs N(0, 0.8^2): some outside the grid")),
+        ("kan_linear_order2_no_scaler", lambda s: kan_linear_case(
+            s, 5, 9, 17, 4, 2, False, 0.6, what="G 4, k 2, enable_standalone_scale_spline false")),
+        ("kan_linear_updated_grid", lambda s: kan_linear_case(
+            s, 6, 8, 5, 6, 3, True, 1.5, update_grid=True,
+            what="grid from update_grid on 64 samples (non-uniform, per input), inputs N(0, 1.5^2)")),
+        ("kan_linear_order1_wide", lambda s: kan_linear_case(
+            s, 20, 33, 3, 3, 1, True, 1.0, what="G 3, k 1 (piecewise linear), 20 tokens (GEMM path)")),
+    ]
+
+
 # ------------------------------------------------------------------------------------------------
 # The case list (name, builder(seed)); base seeds are fixed, --roundtrip adds ROUNDTRIP_SEED_OFFSET.
 # ------------------------------------------------------------------------------------------------
@@ -1033,7 +1179,7 @@ def cases():
             s, 10, 16, 2, 24, 4, 2, 1, "decode", prompt_length=5, sliding_window=3,
             what="1 sliding-window (3) self + 1 cross layer, self heads 4 (head_dim 4), prompt of 5 (longer than "
                  "the window) then 5 single tokens")),
-    ]
+    ] + sparse_cases() + kan_cases()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@
 #include "layers/attention.hpp"
 #include "layers/bitnet.hpp"
 #include "layers/dense.hpp"
+#include "layers/kan.hpp"
 #include "layers/mla.hpp"
 #include "layers/retention.hpp"
+#include "layers/sparse.hpp"
 #include "layers/yoco.hpp"
 #include "registry.hpp"
 
@@ -27,12 +29,16 @@ inline void register_builtin_layers(Registry& r) {
   register_embedding(r);
   register_attention(r);
   register_mla(r);
+  register_sparse_attention(r);
   register_bit_linear(r);
   register_bitnet_layer(r);
   register_retention(r);
   register_retnet_layer(r);
   register_gated_retention(r);
   register_yoco(r);
+  register_kan_linear(r);
+  register_fast_kan_layer(r);
+  register_cheby_kan_layer(r);
 }
 
 /// The registry with every built-in layer (built on first use; add your own layers to it before
