@@ -13,7 +13,7 @@
 //
 //   zoo [--hidden 256] [--layers 4] [--heads 8] [--vocab 2048] [--ffn 512] [--prefill 512]
 //       [--histories 1024,8192,32768] [--steps 16] [--threads 1]
-//       [--variants mha,gqa,mqa,mla,retnet,gated,swa,yoco,bitnet] [--csv zoo.csv] [--svg zoo.svg]
+//       [--variants mha,gqa,mqa,swa,longnet,mla,retnet,gated,kan,yoco,bitnet] [--csv zoo.csv] [--svg zoo.svg]
 //
 // Each variant runs in a child process (fork) so that its peak resident memory is its own.
 #include <eigenformer/core/threading.hpp>
@@ -322,6 +322,15 @@ std::vector<Variant> all_variants() {
       {"gqa", "grouped-query attention (heads / 4 K/V heads)", attention(4, 0)},
       {"mqa", "multi-query attention (1 K/V head)", attention(0, 0)},
       {"swa", "sliding-window attention (window 1024, GQA)", attention(4, 1024)},
+      {"longnet", "LongNet dilated attention (2048,1),(4096,2),(8192,4), GQA",
+       [](const Sizes& z) {
+         return decoder_of(z, [&](DecoderBlockConfig& b) {
+           b.mixer = MixerKind::attention;
+           b.attention.num_attention_heads = z.heads;
+           b.attention.num_key_value_heads = std::max<Index>(1, z.heads / 4);
+           b.attention.dilated = {{2048, 1}, {4096, 2}, {8192, 4}};
+         });
+       }},
       {"mla", "DeepSeek latent attention (kv_lora_rank hidden/2, rope 16)",
        [](const Sizes& z) {
          return decoder_of(z, [&](DecoderBlockConfig& b) {
@@ -346,6 +355,16 @@ std::vector<Variant> all_variants() {
          return decoder_of(z, [&](DecoderBlockConfig& b) {
            b.mixer = MixerKind::gated_retention;
            b.gated_retention.num_heads = std::max<Index>(1, z.heads / 2);
+         });
+       }},
+      {"kan", "GQA attention + B-spline KAN FFN (G 5, k 3, inner ffn/4)",
+       [](const Sizes& z) {
+         return decoder_of(z, [&](DecoderBlockConfig& b) {
+           b.mixer = MixerKind::attention;
+           b.attention.num_attention_heads = z.heads;
+           b.attention.num_key_value_heads = std::max<Index>(1, z.heads / 4);
+           b.kan_ffn = true;
+           b.mlp.intermediate_size = std::max<Index>(1, z.ffn / 4);
          });
        }},
       {"yoco", "YOCO: gated-retention self-decoder + cross-decoder on one K/V",
@@ -556,7 +575,7 @@ int main(int argc, char** argv) {
   for (const Variant& v : all_variants())
     if (only.empty() || std::find(wanted.begin(), wanted.end(), v.name) != wanted.end()) vs.push_back(v);
   if (vs.empty()) {
-    std::fprintf(stderr, "zoo: no variant matches '%s' (known: mha gqa mqa swa mla retnet gated yoco bitnet)\n",
+    std::fprintf(stderr, "zoo: no variant matches '%s' (known: mha gqa mqa swa longnet mla retnet gated kan yoco bitnet)\n",
                  only.c_str());
     return 2;
   }

@@ -38,7 +38,8 @@ const char* kMixedConfig = R"({
      "v_head_dim": 8, "intermediate_size": 40},
     {"mixer": "retention", "num_heads": 2, "value_dim": 64, "intermediate_size": 48, "mlp_gated": false},
     {"mixer": "gated_retention", "num_heads": 2, "intermediate_size": 48, "repeat": 2},
-    {"mixer": "attention", "num_attention_heads": 4, "dilated": [[4, 1], [8, 2]], "intermediate_size": 32}
+    {"mixer": "attention", "num_attention_heads": 4, "dilated": [[4, 1], [8, 2]], "intermediate_size": 32},
+    {"mixer": "attention", "num_attention_heads": 2, "ffn": "kan", "kan_grid_size": 4, "intermediate_size": 16}
   ]
 })";
 
@@ -66,7 +67,9 @@ Matrix<float> prefill_logits(const Decoder& d, const std::vector<std::int32_t>& 
 
 TEST(DecoderConfig, ParsesEveryMixer) {
   const DecoderConfig c = decoder_config_from_json(kMixedConfig);
-  ASSERT_EQ(c.layers.size(), 7u);
+  ASSERT_EQ(c.layers.size(), 8u);
+  EXPECT_TRUE(c.layers[7].kan_ffn);
+  EXPECT_EQ(c.layers[7].kan.bspline.grid_size, 4);
   ASSERT_EQ(c.layers[6].attention.dilated.size(), 2u);
   EXPECT_EQ(c.layers[6].attention.dilated[1].segment, 8);
   EXPECT_EQ(c.layers[6].attention.dilated[1].dilation, 2);
@@ -81,7 +84,7 @@ TEST(DecoderConfig, ParsesEveryMixer) {
   EXPECT_FALSE(c.layers[3].mlp.gated);
   EXPECT_EQ(c.layers[5].mixer, MixerKind::gated_retention);
   const Decoder d(c);
-  EXPECT_EQ(d.num_layers(), 7);
+  EXPECT_EQ(d.num_layers(), 8);
 }
 
 TEST(DecoderConfig, Errors) {
@@ -200,7 +203,14 @@ TEST(Decoder, DecodeEqualsPrefillForEveryMixer) {
 }
 
 TEST(Decoder, SaveLoadRoundTripAndNames) {
-  const Decoder d = mixed_model(31);
+  {
+    SafeTensorsWriter w;
+    expect_error([&] { mixed_model(30).save(w); }, ErrorKind::invalid_argument, "KAN FFN");
+  }
+  DecoderConfig cfg = decoder_config_from_json(kMixedConfig);
+  cfg.layers.pop_back();  // the KAN FFN block
+  Decoder d(cfg);
+  d.randomize(31);
   SafeTensorsWriter w;
   d.save(w);
   const SafeTensors st = SafeTensors::from_bytes(w.to_bytes());
@@ -220,6 +230,10 @@ TEST(Decoder, SaveLoadRoundTripAndNames) {
   c.tie_word_embeddings = true;
   const Decoder tied = Decoder::load(st, c);
   EXPECT_EQ(tied.parameters(), d.parameters() - 61 * 32);
+  // a KAN FFN block loads from efficient-kan names under mlp.layers.{0,1}
+  DecoderConfig kc = decoder_config_from_json(R"({"vocab_size": 61, "hidden_size": 32, "layers": [
+      {"mixer": "attention", "num_attention_heads": 2, "ffn": "kan", "intermediate_size": 8}]})");
+  EXPECT_THROW(Decoder::load(st, kc), Error);  // no model.layers.0.mlp.layers.0.* in this file
 }
 
 TEST(Decoder, StateBytesAndErrors) {
@@ -228,7 +242,7 @@ TEST(Decoder, StateBytesAndErrors) {
   const auto st2 = d.make_state(200);
   // attention (block 0) and MLA grow with the capacity; the sliding window and retention do not
   const std::size_t grow = st2.bytes() - st.bytes();
-  EXPECT_EQ(grow, 100u * (2u * 2u * 8u + 16u + 4u + 2u * 4u * 8u) * sizeof(float));
+  EXPECT_EQ(grow, 100u * (2u * 2u * 8u + 16u + 4u + 2u * 4u * 8u + 2u * 2u * 16u) * sizeof(float));
   Workspace<float> ws;
   const auto ids = tokens(101, 42);
   Matrix<float> y(101, 61), bad(3, 60);
@@ -240,7 +254,7 @@ TEST(Decoder, StateBytesAndErrors) {
   bad_ids[1] = 61;
   expect_error([&] { d.forward(bad_ids.data(), 3, y.topRows(3), st, ws); }, ErrorKind::invalid_argument, "61");
   DecoderState other = Decoder(decoder_config_from_json(R"({"vocab_size": 61, "hidden_size": 32, "layers": [
-      {"mixer": "retention", "num_heads": 2, "intermediate_size": 8, "repeat": 7}]})")).make_state(10);
+      {"mixer": "retention", "num_heads": 2, "intermediate_size": 8, "repeat": 8}]})")).make_state(10);
   expect_error([&] { d.forward(ids.data(), 1, y.topRows(1), other, ws); }, ErrorKind::shape_mismatch,
                "a block's state is a RetentionState, its mixer needs a KVCache");
   expect_error([&] { d.make_state(0); }, ErrorKind::invalid_argument, "capacity = 0");

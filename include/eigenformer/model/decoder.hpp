@@ -17,6 +17,7 @@
 //   model.layers.{i}.self_attn.{q,k,v,g,gt,out}_proj.weight       gated retention (unilm YOCO names)
 //   model.layers.{i}.post_attention_layernorm.weight              [hidden]
 //   model.layers.{i}.mlp.{gate,up,down}_proj.weight               GLU / MLP (MLP<float>::Config)
+//   model.layers.{i}.mlp.layers.{0,1}.*                           KAN FFN (kan_ffn: efficient-kan names)
 //   model.norm.weight, lm_head.weight (absent with tie_word_embeddings: the embedding is reused)
 //
 // The configuration can be read from JSON (decoder_config_from_json, model/decoder_config.hpp).
@@ -40,6 +41,7 @@
 #include "../core/workspace.hpp"
 #include "../embedding/embedding.hpp"
 #include "../ffn/mlp.hpp"
+#include "../kan/kan_ffn.hpp"
 #include "../io/safetensors.hpp"
 #include "../linear/linear.hpp"
 #include "../norm/rms_norm.hpp"
@@ -71,6 +73,10 @@ struct DecoderBlockConfig {
   RetentionConfig retention;
   GatedRetentionConfig gated_retention;
   MLP<float>::Config mlp;  ///< intermediate_size, act, gated (names: Llama's gate/up/down_proj)
+  /// The FFN is a KANFFN (hidden -> mlp.intermediate_size -> hidden, basis and grid from `kan`)
+  /// instead of the MLP (a "Kansformer" block).
+  bool kan_ffn = false;
+  KANFFN<float>::Config kan;
 };
 
 struct DecoderConfig {
@@ -107,7 +113,8 @@ class Decoder {
     RMSNorm<float> input_layernorm;
     Mixer mixer;
     RMSNorm<float> post_attention_layernorm;
-    MLP<float> mlp;
+    MLP<float> mlp;     ///< unused (empty) with kan_ffn
+    KANFFN<float> kan;  ///< kan_ffn only
   };
 
   Decoder() = default;
@@ -119,10 +126,13 @@ class Decoder {
     for (std::size_t i = 0; i < cfg_.layers.size(); ++i) {
       const std::string p = layer_prefix(i);
       const DecoderBlockConfig& b = cfg_.layers[i];
-      blocks_.push_back({RMSNorm<float>(norm_config(), join_name(p, "input_layernorm")),
-                         make_mixer(b, join_name(p, "self_attn")),
-                         RMSNorm<float>(norm_config(), join_name(p, "post_attention_layernorm")),
-                         MLP<float>(b.mlp, join_name(p, "mlp"))});
+      Block blk{RMSNorm<float>(norm_config(), join_name(p, "input_layernorm")), make_mixer(b, join_name(p, "self_attn")),
+                RMSNorm<float>(norm_config(), join_name(p, "post_attention_layernorm")), MLP<float>(), KANFFN<float>()};
+      if (b.kan_ffn)
+        blk.kan = KANFFN<float>(b.kan, join_name(p, "mlp"));
+      else
+        blk.mlp = MLP<float>(b.mlp, join_name(p, "mlp"));
+      blocks_.push_back(std::move(blk));
     }
     norm_ = RMSNorm<float>(norm_config(), "model.norm");
     if (!cfg_.tie_word_embeddings) lm_head_ = Linear<float>({D, cfg_.vocab_size, false}, "lm_head");
@@ -146,9 +156,14 @@ class Decoder {
         case MixerKind::retention: m.emplace<2>(MultiScaleRetention<float>::load(st, a, b.retention)); break;
         case MixerKind::gated_retention: m.emplace<3>(GatedRetention<float>::load(st, a, b.gated_retention)); break;
       }
-      d.blocks_.push_back({RMSNorm<float>::load(st, join_name(p, "input_layernorm"), d.norm_config()), std::move(m),
-                           RMSNorm<float>::load(st, join_name(p, "post_attention_layernorm"), d.norm_config()),
-                           MLP<float>::load(st, join_name(p, "mlp"), b.mlp)});
+      Block blk{RMSNorm<float>::load(st, join_name(p, "input_layernorm"), d.norm_config()), std::move(m),
+                RMSNorm<float>::load(st, join_name(p, "post_attention_layernorm"), d.norm_config()), MLP<float>(),
+                KANFFN<float>()};
+      if (b.kan_ffn)
+        blk.kan = KANFFN<float>::load(st, join_name(p, "mlp"), b.kan);
+      else
+        blk.mlp = MLP<float>::load(st, join_name(p, "mlp"), b.mlp);
+      d.blocks_.push_back(std::move(blk));
     }
     d.norm_ = RMSNorm<float>::load(st, "model.norm", d.norm_config());
     if (!c.tie_word_embeddings) d.lm_head_ = Linear<float>::load(st, "lm_head", {D, c.vocab_size, false});
@@ -163,7 +178,8 @@ class Decoder {
   Linear<float>& lm_head() noexcept { return lm_head_; }
 
   /// Weights (embedding, lm_head, every projection) drawn from N(0, 1 / fan_in) with a fixed seed
-  /// (the embedding N(0, 1)); norms stay 1. For benchmarks and examples.
+  /// (the embedding N(0, 1)); norms stay 1; B-spline KAN FFNs get efficient-kan's reset_parameters
+  /// (the RBF and Chebyshev bases keep their constructor weights). For benchmarks and examples.
   void randomize(std::uint32_t seed) {
     std::mt19937 g(seed);
     auto fill = [&g](Matrix<float>& w, double sigma) {
@@ -174,7 +190,8 @@ class Decoder {
       if (l.weight().size() > 0) fill(l.weight(), 1.0 / std::sqrt(static_cast<double>(l.in_features())));
     };
     fill(embed_.weight(), 1.0);
-    for (Block& b : blocks_) {
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      Block& b = blocks_[i];
       std::visit(
           [&lin](auto& m) {
             using M = std::decay_t<decltype(m)>;
@@ -192,6 +209,12 @@ class Decoder {
             }
           },
           b.mixer);
+      if (cfg_.layers[i].kan_ffn) {
+        std::mt19937 g32(static_cast<std::uint32_t>(g()));
+        for (auto* l : {&b.kan.up(), &b.kan.down()})
+          if (auto* k = std::get_if<KANLinear<float>>(l)) k->reset_parameters(g32);
+        continue;
+      }
       if (b.mlp.config().gated) lin(b.mlp.gate());
       lin(b.mlp.up());
       lin(b.mlp.down());
@@ -199,8 +222,11 @@ class Decoder {
     if (!cfg_.tie_word_embeddings) lin(lm_head_);
   }
 
-  /// Writes every weight under the names load() reads (float32).
+  /// Writes every weight under the names load() reads (float32). Blocks with a KAN FFN are refused
+  /// (ErrorKind::invalid_argument): their efficient-kan tensors are not written by this function.
   void save(SafeTensorsWriter& w) const {
+    for (const DecoderBlockConfig& b : cfg_.layers)
+      check(!b.kan_ffn, ErrorKind::invalid_argument, kWhere, "save() does not write KAN FFN blocks");
     auto lin = [&w](const std::string& n, const Linear<float>& l) {
       if (l.weight().size() == 0) return;
       w.add(n + ".weight", l.weight());
@@ -306,7 +332,10 @@ class Decoder {
       mix(b.mixer, a, f, state.blocks[i], ws);
       ops::add<float>(h, f, h);
       b.post_attention_layernorm.forward(h, a);
-      b.mlp.forward(a, f, ws);
+      if (cfg_.layers[i].kan_ffn)
+        b.kan.forward(a, f, ws);
+      else
+        b.mlp.forward(a, f, ws);
       ops::add<float>(h, f, h);
     }
     auto last = h.bottomRows(logits.rows());
@@ -322,7 +351,7 @@ class Decoder {
   Index parameters() const {
     Index p = embed_.weight().size() + norm_.config().hidden_size + lm_head_.parameters();
     for (const Block& b : blocks_) {
-      p += 2 * cfg_.hidden_size + b.mlp.parameters();
+      p += 2 * cfg_.hidden_size + b.mlp.parameters() + b.kan.parameters();
       std::visit([&p](const auto& m) { p += m.parameters(); }, b.mixer);
     }
     return p;
@@ -346,6 +375,8 @@ class Decoder {
       b.gated_retention.embed_dim = c.hidden_size;
       b.mlp.hidden_size = c.hidden_size;
       b.mlp.names = MLP<float>::Names::llama();
+      b.kan.hidden_size = c.hidden_size;
+      b.kan.intermediate_size = b.mlp.intermediate_size;
     }
     return c;
   }

@@ -17,7 +17,8 @@
 //
 // Each layer object is one block (`repeat`: that many identical blocks, default 1). Keys per mixer:
 //   all:             mixer (required), intermediate_size (required), hidden_act ("silu"), mlp_gated (true),
-//                    repeat (1)
+//                    repeat (1), ffn ("mlp" or "kan": a B-spline KANFFN with kan_grid_size (5) and
+//                    kan_spline_order (3))
 //   attention:       num_attention_heads (required), num_key_value_heads (= heads), head_dim
 //                    (hidden / heads), rope_theta (10000), sliding_window (0 = none), dilated
 //                    (LongNet branches [[segment_length, dilated_ratio], ...]; absent = dense)
@@ -120,8 +121,16 @@ inline DecoderConfig decoder_config_from_json(std::string_view text) {
     b.mlp.act = parse_activation(o.string("hidden_act", "silu"), where);
     b.mlp.gated = o.boolean("mlp_gated", true);
     const Index repeat = o.integer("repeat", 1, false, 1);
+    const std::string ffn = o.string("ffn", "mlp");
+    check(ffn == "mlp" || ffn == "kan", ErrorKind::config, where, "unknown ffn ", json::quote(ffn), " (mlp or kan)");
+    b.kan_ffn = ffn == "kan";
+    const Index grid = o.integer("kan_grid_size", 5, false, 1), order = o.integer("kan_spline_order", 3, false, 0);
+    check(grid <= 4096 && order <= 16, ErrorKind::config, where, "kan_grid_size = ", grid, " and kan_spline_order = ",
+          order, " must be <= 4096 and <= 16");
+    b.kan.bspline.grid_size = static_cast<int>(grid);
+    b.kan.bspline.spline_order = static_cast<int>(order);
     if (kind == "attention") {
-      o.only({"mixer", "intermediate_size", "hidden_act", "mlp_gated", "repeat", "num_attention_heads",
+      o.only({"mixer", "intermediate_size", "hidden_act", "mlp_gated", "repeat", "ffn", "kan_grid_size", "kan_spline_order", "num_attention_heads",
               "num_key_value_heads", "head_dim", "rope_theta", "sliding_window", "dilated"});
       b.mixer = MixerKind::attention;
       AttentionConfig& a = b.attention;
@@ -142,7 +151,7 @@ inline DecoderConfig decoder_config_from_json(std::string_view text) {
         }
       }
     } else if (kind == "mla") {
-      o.only({"mixer", "intermediate_size", "hidden_act", "mlp_gated", "repeat", "num_attention_heads",
+      o.only({"mixer", "intermediate_size", "hidden_act", "mlp_gated", "repeat", "ffn", "kan_grid_size", "kan_spline_order", "num_attention_heads",
               "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_theta"});
       b.mixer = MixerKind::mla;
       MLAConfig& m = b.mla;
@@ -154,14 +163,14 @@ inline DecoderConfig decoder_config_from_json(std::string_view text) {
       m.v_head_dim = o.integer("v_head_dim", 0, true, 1);
       m.rope.theta = o.number("rope_theta", 10000.0);
     } else if (kind == "retention") {
-      o.only({"mixer", "intermediate_size", "hidden_act", "mlp_gated", "repeat", "num_heads", "value_dim",
+      o.only({"mixer", "intermediate_size", "hidden_act", "mlp_gated", "repeat", "ffn", "kan_grid_size", "kan_spline_order", "num_heads", "value_dim",
               "layernorm_eps"});
       b.mixer = MixerKind::retention;
       b.retention.num_heads = o.integer("num_heads", 0, true, 1);
       b.retention.value_dim = o.integer("value_dim", 0);
       b.retention.layernorm_eps = o.number("layernorm_eps", 1e-6);
     } else if (kind == "gated_retention") {
-      o.only({"mixer", "intermediate_size", "hidden_act", "mlp_gated", "repeat", "num_heads", "rope_theta",
+      o.only({"mixer", "intermediate_size", "hidden_act", "mlp_gated", "repeat", "ffn", "kan_grid_size", "kan_spline_order", "num_heads", "rope_theta",
               "norm_eps"});
       b.mixer = MixerKind::gated_retention;
       b.gated_retention.num_heads = o.integer("num_heads", 0, true, 1);
