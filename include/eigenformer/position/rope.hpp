@@ -396,8 +396,8 @@ class RotaryEmbedding {
   /// computation for both.
   template <class T>
   void apply_from(MatrixRef<T> q, Index q_heads, MatrixRef<T> k, Index k_heads, std::int64_t pos0) const {
-    check_apply(q, q_heads);
-    check_apply(k, k_heads);
+    check_apply(q, q_heads, "q");
+    check_apply(k, k_heads, "k");
     check_shape(kWhere, "k", k.rows(), k.cols(), q.rows(), k_heads * cfg_.head_dim);
     check_pos0(pos0, q.rows());
     Target<T> t[2] = {{&q, q_heads}, {&k, k_heads}};
@@ -425,9 +425,9 @@ class RotaryEmbedding {
   };
 
   template <class T>
-  void check_apply(const MatrixRef<T>& x, Index n_heads) const {
+  void check_apply(const MatrixRef<T>& x, Index n_heads, const char* what = "x") const {
     check(n_heads >= 1, ErrorKind::invalid_argument, kWhere, "n_heads = ", n_heads, " must be >= 1");
-    check_shape(kWhere, "x", x.rows(), x.cols(), -1, n_heads * cfg_.head_dim);
+    check_shape(kWhere, what, x.rows(), x.cols(), -1, n_heads * cfg_.head_dim);
   }
   static void check_pos0(std::int64_t pos0, Index rows) {
     check(pos0 >= 0 && pos0 < (std::int64_t(1) << 62) - rows, ErrorKind::invalid_argument, kWhere, "pos0 = ", pos0,
