@@ -55,6 +55,8 @@ struct Result {  // sent from the child through a pipe: plain data only
   double decode_ms[kMaxHist] = {};
   double cache_bytes[kMaxHist] = {};
   double weight_bytes = 0;
+  double cache_bytes_per_token_layer = 0;  // at the longest history: cache / (capacity x layers)
+  double block_bits_per_weight = 0;        // BitNet: bits per weight of the ternary blocks
   double peak_rss_bytes = 0;
   char error[200] = {};
 };
@@ -81,6 +83,7 @@ class ZooModel {
   virtual void decode(std::int32_t token) = 0;         // one step
   virtual std::size_t state_bytes() const = 0;
   virtual std::size_t weight_bytes() const = 0;
+  virtual double block_bits_per_weight() const { return 0; }
 };
 
 // Decoder-based variants (attention, MLA, retention, gated retention mixers).
@@ -261,6 +264,14 @@ class BitNetModel : public ZooModel {
     for (const auto& l : layers_) b += l.bytes();
     return b;
   }
+  // Bytes of the ternary blocks (packed weights, scales, norms) per weight of their projections.
+  double block_bits_per_weight() const override {
+    const double D = double(cfg_.hidden_size), F = double(cfg_.intermediate_size);
+    const double kv = double(cfg_.num_key_value_heads * (cfg_.hidden_size / cfg_.num_attention_heads));
+    double bytes = 0;
+    for (const auto& l : layers_) bytes += double(l.bytes());
+    return 8.0 * bytes / (double(layers_.size()) * (2 * D * D + 2 * kv * D + 3 * D * F));
+  }
 
  private:
   void run(const std::int32_t* ids, Index n) {
@@ -402,7 +413,9 @@ Result measure(const Variant& v, const Sizes& z) {
       for (Index s = 0; s < z.steps; ++s) m->decode(static_cast<std::int32_t>(s % z.vocab));
       r.decode_ms[h] = 1e3 * seconds_since(t1) / double(z.steps);
       r.cache_bytes[h] = double(m->state_bytes());
+      r.cache_bytes_per_token_layer = r.cache_bytes[h] / (double(hist + z.steps + 1) * double(z.layers));
     }
+    r.block_bits_per_weight = m->block_bits_per_weight();
   } catch (const std::exception& e) {
     std::snprintf(r.error, sizeof(r.error), "%s", e.what());
   }
@@ -596,10 +609,11 @@ int main(int argc, char** argv) {
 
   std::printf("\n%-8s %10s %12s", "variant", "weights", "prefill");
   for (Index h : z.histories) std::printf(" %10s", ("dec@" + human_tokens(h)).c_str());
-  std::printf(" %12s %10s  %s\n", ("cache@" + human_tokens(z.histories.back())).c_str(), "peak RSS", "mixer");
+  std::printf(" %12s %10s %10s  %s\n", ("cache@" + human_tokens(z.histories.back())).c_str(), "B/tok/lyr",
+              "peak RSS", "mixer");
   std::printf("%-8s %10s %12s", "", "(MiB)", "(tok/s)");
   for (std::size_t h = 0; h < z.histories.size(); ++h) std::printf(" %10s", "(ms/tok)");
-  std::printf(" %12s %10s\n", "(MiB)", "(MiB)");
+  std::printf(" %12s %10s %10s\n", "(MiB)", "(cache)", "(MiB)");
   for (std::size_t i = 0; i < vs.size(); ++i) {
     const Result& r = rs[i];
     if (r.error[0]) {
@@ -608,9 +622,13 @@ int main(int argc, char** argv) {
     }
     std::printf("%-8s %10.1f %12.0f", vs[i].name.c_str(), r.weight_bytes / 1048576.0, r.prefill_tok_s);
     for (std::size_t h = 0; h < z.histories.size(); ++h) std::printf(" %10.3f", r.decode_ms[h]);
-    std::printf(" %12.1f %10.1f  %s\n", r.cache_bytes[z.histories.size() - 1] / 1048576.0,
-                r.peak_rss_bytes / 1048576.0, vs[i].what.c_str());
+    std::printf(" %12.1f %10.0f %10.1f  %s\n", r.cache_bytes[z.histories.size() - 1] / 1048576.0,
+                r.cache_bytes_per_token_layer, r.peak_rss_bytes / 1048576.0, vs[i].what.c_str());
   }
+  for (std::size_t i = 0; i < vs.size(); ++i)
+    if (rs[i].block_bits_per_weight > 0 && !rs[i].error[0])
+      std::printf("%s: the ternary blocks hold %.2f bits per weight (packed weights, scales and norms)\n",
+                  vs[i].name.c_str(), rs[i].block_bits_per_weight);
 
   if (std::FILE* f = std::fopen(csv.c_str(), "w")) {
     std::fprintf(f, "variant,history,prefill_tok_s,decode_ms_per_token,cache_bytes,weight_bytes,peak_rss_bytes\n");

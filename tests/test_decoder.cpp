@@ -202,6 +202,22 @@ TEST(Decoder, DecodeEqualsPrefillForEveryMixer) {
   EXPECT_LT((last - full.bottomRows(1)).cwiseAbs().maxCoeff(), 1e-5f * scale);
 }
 
+// The issue's shape: a 4-layer, width-1024 GQA decoder, prompt then single tokens == one prefill.
+TEST(Decoder, WideGqaDecodeEqualsPrefill) {
+  Decoder d(decoder_config_from_json(R"({"vocab_size": 97, "hidden_size": 1024, "layers": [
+    {"mixer": "attention", "num_attention_heads": 16, "num_key_value_heads": 4, "intermediate_size": 1536,
+     "repeat": 4}]})"));
+  d.randomize(61);
+  const auto ids = tokens(10, 62);
+  const Matrix<float> full = prefill_logits(d, ids);
+  Workspace<float> ws;
+  auto st = d.make_state(10);
+  Matrix<float> y(10, 97);
+  d.forward(ids.data(), 4, y.topRows(4), st, ws);
+  for (Index t = 4; t < 10; ++t) d.forward(ids.data() + t, 1, y.middleRows(t, 1), st, ws);
+  EXPECT_LT((y - full).cwiseAbs().maxCoeff(), 1e-4f * full.cwiseAbs().maxCoeff());
+}
+
 TEST(Decoder, SaveLoadRoundTripAndNames) {
   {
     SafeTensorsWriter w;

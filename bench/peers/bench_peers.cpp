@@ -3,7 +3,7 @@
 //   - Linear 4096 -> 4096 at 1 and 128 tokens: Linear<float>::forward vs torch::linear;
 //   - SwiGLU MLP 4096 -> 11008 -> 4096 at 1 and 32 tokens: MLP<float>::forward vs
 //     torch::linear(silu(linear(x, Wg)) * linear(x, Wu), Wd);
-//   - causal attention prefill, 32 heads of 128, T = 1024: flash_attention vs PyTorch eager attention
+//   - causal attention prefill, 32 heads of 128, T = 2048: flash_attention vs PyTorch eager attention
 //     (matmul, causal mask, softmax, matmul: libtorch 1.13 has no scaled_dot_product_attention);
 //   - decode: 1 query, 32 query heads / 8 K/V heads of 128, 4096 cached tokens: flash_attention over the
 //     KV cache vs eager (repeat_interleave of K/V as HF's repeat_kv, matmul, softmax, matmul).
@@ -108,7 +108,7 @@ void BM_MLP_torch(benchmark::State& s) {
 BENCHMARK(BM_MLP_eigenformer)->ArgName("tokens")->Arg(1)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MLP_torch)->ArgName("tokens")->Arg(1)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// ---- Attention prefill (causal, 32 heads x 128, T = 1024) ---------------------------------------
+// ---- Attention prefill (causal, 32 heads x 128, T = 2048) ---------------------------------------
 constexpr std::int64_t kH = 32, kHkv = 8, kD = 128;
 
 void BM_AttentionPrefill_eigenformer(benchmark::State& s) {
@@ -141,8 +141,8 @@ void BM_AttentionPrefill_torch(benchmark::State& s) {
     benchmark::DoNotOptimize(o.data_ptr<float>());
   }
 }
-BENCHMARK(BM_AttentionPrefill_eigenformer)->ArgName("T")->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_AttentionPrefill_torch)->ArgName("T")->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AttentionPrefill_eigenformer)->ArgName("T")->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AttentionPrefill_torch)->ArgName("T")->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // ---- Attention decode (1 query, GQA 32 / 8 heads of 128, Tk cached tokens) ----------------------
 void BM_AttentionDecode_eigenformer(benchmark::State& s) {
