@@ -9,9 +9,16 @@
 //                 iff m * factor <= q (CompressedMemoryPattern).
 //   local_block:  masked_local_attention_1d(block_length = 256): own block up to the query plus the
 //                 whole previous block (LocalBlockPattern).
-// Both through the one flash kernel. Projections q, k, v, output_transform without bias (t2t's
-// multihead_attention); the convolution `compress` is torch Conv1d-shaped: weight [hidden, hidden,
-// factor], bias [hidden]. Queries are scaled by (hidden / n_heads)^-0.5. Prefill only (no cache).
+// Both through the one flash kernel. Projections q, k, v, output_transform: no bias in t2t versions
+// whose multihead_attention projects with compute_attention_component (dense, use_bias=False); the
+// paper-era t2t (late 2017) used biased conv1d projections with fused kv_transform [D, 2D] (k first)
+// and qkv_transform [D, 3D] (q | k | v): pass Linears with biases, split in that order. The
+// convolution `compress` is torch Conv1d-shaped: weight [hidden, hidden, factor], bias [hidden]
+// (from a TF conv2d kernel [1, f, in, out]: weight(o, i * f + t) = kernel[0, t, i, o]). Queries are
+// scaled by (hidden / n_heads)^-0.5. Prefill only (no cache). Not supported: t2t's
+// nonlinearity = "silu" on the memory, add_mask = False, key/value depths other than hidden.
+// Checked point by point against tensor2tensor common_attention.py (2021 revision):
+// conv_elems_1d, multihead_self_attention_reduced, masked_local_attention_1d.
 
 #include <cmath>
 #include <string>
