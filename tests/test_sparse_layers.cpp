@@ -203,3 +203,98 @@ TEST(SparseLayers, MemoryCompressedAndLocalBlock) {
 }
 
 }  // namespace
+
+// MemoryCompressedAttention against tensor2tensor itself: every fixture in tests/data/golden/t2t
+// (written by tools/make_golden_t2t.py, which calls tensor2tensor 1.15.7's own
+// multihead_self_attention_reduced(reduction_type="conv", add_mask=True) and
+// multihead_attention(attention_type="local_mask_right") under TensorFlow 2.15 in float64).
+#include "golden_util.hpp"
+
+namespace {
+
+// The one tensor whose name ends with `suffix` (the reference names carry t2t's variable scopes).
+std::string t2t_name(const SafeTensors& st, const std::string& suffix) {
+  std::string found;
+  for (const auto& t : st.tensors())
+    if (t.name.size() >= suffix.size() && t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      EXPECT_TRUE(found.empty()) << "two tensors end with " << suffix;
+      found = t.name;
+    }
+  if (found.empty()) throw std::runtime_error("fixture lacks a tensor ending with " + suffix);
+  return found;
+}
+
+// TF dense kernel [in, out] -> Linear weight [out, in], no bias (compute_attention_component).
+Linear<float> t2t_linear(const SafeTensors& st, const std::string& suffix, Index D, const std::string& name) {
+  const Matrix<float> k = st.matrix<float>(t2t_name(st, suffix), D, D);
+  return Linear<float>(Matrix<float>(k.transpose()), Vector<float>(), name);
+}
+
+}  // namespace
+
+TEST(SparseLayers, MemoryCompressedTensor2TensorGolden) {
+  using Mode = MemoryCompressedAttention::Mode;
+  const auto names = eftest::golden_fixtures("t2t");
+  ASSERT_GE(names.size(), 6u) << "fixtures missing in " << eftest::golden_dir("t2t");
+  for (const std::string& n : names) {
+    SCOPED_TRACE(n);
+    const SafeTensors st = SafeTensors::open(eftest::golden_dir("t2t") + "/" + n + ".safetensors");
+    const Index D = std::stol(eftest::meta(st, "hidden")), H = std::stol(eftest::meta(st, "num_heads"));
+    const bool comp = eftest::meta(st, "mode") == "compressed";
+    ASSERT_TRUE(comp || eftest::meta(st, "mode") == "local_block");
+    MemoryCompressedAttention::Config cfg{D, H, comp ? Mode::compressed : Mode::local_block};
+    if (comp)
+      cfg.factor = std::stol(eftest::meta(st, "factor"));
+    else
+      cfg.block_length = std::stol(eftest::meta(st, "block_length"));
+    const Index f = cfg.factor;
+    Matrix<float> cw;
+    Vector<float> cb;
+    if (comp) {  // TF conv2d kernel [1, f, in, out] -> weight(o, i * f + t) = kernel[0, t, i, o]
+      const std::string kn = t2t_name(st, "conv2d/kernel");
+      const auto& ki = st.info(kn);
+      ASSERT_EQ(ki.shape, (std::vector<std::int64_t>{1, f, D, D}));
+      const std::vector<float> k = st.to_vector<float>(kn);
+      cw.resize(D, D * f);
+      for (Index t = 0; t < f; ++t)
+        for (Index i = 0; i < D; ++i)
+          for (Index o = 0; o < D; ++o) cw(o, i * f + t) = k[static_cast<std::size_t>((t * D + i) * D + o)];
+      cb = st.vector<float>(t2t_name(st, "conv2d/bias"), D);
+    }
+    const Linear<float> lq = t2t_linear(st, "/q/kernel", D, "q"), lk = t2t_linear(st, "/k/kernel", D, "k"),
+                        lv = t2t_linear(st, "/v/kernel", D, "v"),
+                        lo = t2t_linear(st, "/output_transform/kernel", D, "output_transform");
+    const MemoryCompressedAttention layer(cfg, lq, lk, lv, lo, cw, cb, "t2t");
+    const Matrix<float> x = st.matrix<float>("input.x", -1, D);
+    const Index T = x.rows();
+    const RefMatrix want = st.matrix<double>("output.y", T, D);  // stored F64: t2t ran in float64
+    Matrix<float> y(T, D);
+    Workspace<float> ws;
+    layer.forward(x, y, ws);
+    // Tolerance: the fixture's inputs and weights are float32 values (the reference computed on
+    // exactly these in float64), so the difference is the layer's own float32 rounding. Its
+    // longest chain of dot products (conv 3*16 terms, k/v 16, q 16, logits 4, softmax weighted sum
+    // <= 8, output 16: about 110 terms) gives a worst-case forward error of ~110 u |intermediates|
+    // with u = 6e-8, i.e. ~7e-6 relative to the output scale; 1e-5 * (1 + max|want|) covers that
+    // and is still ~5 orders of magnitude below what a wrong mask, conv mapping, head split or
+    // scale does (an O(1) change of the outputs; checked below for the local mask).
+    const double scale = 1.0 + want.cwiseAbs().maxCoeff(), tol = 1e-5 * scale;
+    const RefMatrix diff = (y.cast<double>() - want).cwiseAbs();
+    double rel = 0;
+    for (Index i = 0; i < T; ++i)
+      for (Index j = 0; j < D; ++j) rel = std::max(rel, diff(i, j) / std::max(std::abs(want(i, j)), 1e-2));
+    std::printf("  t2t %-18s T=%2ld max abs diff %.3e (tol %.1e), max rel diff %.3e (|y| floored at 1e-2), "
+                "max|y| %.3f\n",
+                n.c_str(), static_cast<long>(T), diff.maxCoeff(), tol, rel, want.cwiseAbs().maxCoeff());
+    EXPECT_LE(diff.maxCoeff(), tol);
+    // The fixture tells masks apart: plain causal attention (block_length >= T) differs from t2t's
+    // local blocks by far more than tol once T >= 2 * block_length.
+    if (!comp && T >= 2 * cfg.block_length) {
+      MemoryCompressedAttention::Config full = cfg;
+      full.block_length = T;
+      Matrix<float> yf(T, D);
+      MemoryCompressedAttention(full, lq, lk, lv, lo, cw, cb).forward(x, yf, ws);
+      EXPECT_GT((yf.cast<double>() - want).cwiseAbs().maxCoeff(), 1e3 * tol);
+    }
+  }
+}
