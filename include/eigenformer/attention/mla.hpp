@@ -98,6 +98,7 @@
 #include "../linear/linear.hpp"
 #include "../norm/rms_norm.hpp"
 #include "../ops/attention.hpp"
+#include "../ops/matmul.hpp"
 #include "../position/rope.hpp"
 
 namespace eigenformer {
@@ -590,7 +591,7 @@ class MultiHeadLatentAttention {
     const Matrix<float>& wkv = kv_b_.weight();  // [H * (dn + dv), r]
     auto qa = ws.matrix(T, H * W);              // [T, H * (r + dr)]
     for_each_head(double(T) * double(dn) * double(r), [&](Index h) {
-      qa.middleCols(h * W, r).noalias() = q.middleCols(h * dq, dn) * wkv.middleRows(h * (dn + dv), dn);
+      matmul<float>(q.middleCols(h * dq, dn), wkv.middleRows(h * (dn + dv), dn), qa.middleCols(h * W, r));
       qa.middleCols(h * W + r, dr) = q.middleCols(h * dq + dn, dr);
     });
     auto ol = ws.matrix(T, H * r);  // [T, H * r]: attention-weighted latents per head
@@ -598,8 +599,8 @@ class MultiHeadLatentAttention {
     const AttentionIO io{qa.data(), qa.outerStride(), T, q_pos0, ol.data(), ol.outerStride(), nullptr, 0};
     flash_attention(dims, io, spans, n, AttentionMask{}, ws, where_.c_str());
     for_each_head(double(T) * double(dv) * double(r), [&](Index h) {
-      attn.middleCols(h * dv, dv).noalias() =
-          ol.middleCols(h * r, r) * wkv.middleRows(h * (dn + dv) + dn, dv).transpose();
+      matmul<float>(ol.middleCols(h * r, r), wkv.middleRows(h * (dn + dv) + dn, dv), attn.middleCols(h * dv, dv),
+                MatmulOp::nt);
     });
   }
 

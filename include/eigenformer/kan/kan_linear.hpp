@@ -30,8 +30,6 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/QR>
-
 #include "../config.hpp"
 #include "../core/activation.hpp"
 #include "../core/error.hpp"
@@ -43,6 +41,8 @@
 #include "../kernels/elementwise.hpp"
 #include "../kernels/kan.hpp"
 #include "../kernels/ref/kan.hpp"
+#include "../ops/lstsq.hpp"
+#include "../ops/matmul.hpp"
 
 namespace eigenformer {
 inline namespace EIGENFORMER_ABI_NAMESPACE {
@@ -257,11 +257,11 @@ class KANLinear {
                                   base.row(t).data(), phi.row(t).data());
       });
       if (threads <= 1) {
-        y.noalias() = phi * packed_;
+        matmul<T>(phi, packed_, y);
       } else {
         parallel_for(0, threads, 1, [&](Index c) {
           const Index begin = c * chunk, len = std::min(chunk, out - begin);
-          if (len > 0) y.middleCols(begin, len).noalias() = phi * packed_.middleCols(begin, len);
+          if (len > 0) matmul<T>(phi, packed_.middleCols(begin, len), y.middleCols(begin, len));
         });
       }
     } else {
@@ -302,8 +302,9 @@ class KANLinear {
     if (tokens == 0) return;
     Matrix<T> phi(tokens, in * S), dphi(tokens, in * S);  // bases and their derivatives
     dense_basis(x, phi, &dphi);
-    const Matrix<T> dW = phi.transpose() * dy;     // [in S, out]
-    const Matrix<T> dP = dy * packed_.transpose();  // [T, in S]
+    Matrix<T> dW(in * S, out), dP(tokens, in * S);
+    matmul<T>(phi, dy, dW, MatmulOp::tn);      // [in S, out]
+    matmul<T>(dy, packed_, dP, MatmulOp::nt);  // [T, in S]
     for (Index t = 0; t < tokens; ++t)
       for (Index i = 0; i < in; ++i) {
         T s = T(0);
@@ -392,7 +393,7 @@ class KANLinear {
     // Edge values v[b, i * out + o].
     Matrix<T> v(batch, in * out);
     for (Index i = 0; i < in; ++i)
-      v.middleCols(i * out, out).noalias() = phi.middleCols(i * S, S) * packed_.middleRows(i * S, S);
+      matmul<T>(phi.middleCols(i * S, S), packed_.middleRows(i * S, S), v.middleCols(i * out, out));
     Matrix<T> l1(in, out);
     for (Index i = 0; i < in; ++i)
       for (Index o = 0; o < out; ++o) l1(i, o) = v.col(i * out + o).cwiseAbs().sum() / T(batch);
@@ -418,7 +419,8 @@ class KANLinear {
       for (Index i = 0; i < in; ++i) {
         const auto dvi = dv.middleCols(i * out, out);  // [batch, out]
         if (g) {
-          const Matrix<T> dW = phi.middleCols(i * S, S).transpose() * dvi;  // [S, out]
+          Matrix<T> dW(S, out);
+          matmul<T>(phi.middleCols(i * S, S), dvi, dW, MatmulOp::tn);
           for (Index o = 0; o < out; ++o) {
             const T sc = has_scaler() ? spline_scaler_(o, i) : T(1);
             T dsc = T(0);
@@ -431,7 +433,8 @@ class KANLinear {
           }
         }
         if (dx) {
-          const Matrix<T> dval = dvi * packed_.middleRows(i * S, S).transpose();  // [batch, S]
+          Matrix<T> dval(batch, S);
+          matmul<T>(dvi, packed_.middleRows(i * S, S), dval, MatmulOp::nt);
           for (Index b = 0; b < batch; ++b) (*dx)(b, i) = dval.row(b).dot(dphi.row(b).segment(i * S, S));
         }
       }
@@ -509,8 +512,7 @@ class KANLinear {
     for (Index i = 0; i < in; ++i) {
       check_shape(where(), "curve2coeff target", ys[std::size_t(i)].rows(), ys[std::size_t(i)].cols(), xs.rows(), out);
       const Eigen::MatrixXd B = basis_matrix(xs.col(i), i);
-      const Eigen::CompleteOrthogonalDecomposition<Eigen::MatrixXd> cod(B);
-      const Eigen::MatrixXd C = cod.solve(Eigen::MatrixXd(ys[std::size_t(i)]));  // [G + k, out]
+      const Eigen::MatrixXd C = lstsq_min_norm(B, ys[std::size_t(i)]);  // [G + k, out]
       for (Index o = 0; o < out; ++o)
         for (Index j = 0; j < nc; ++j) w(o, i * nc + j) = T(C(j, o));
     }

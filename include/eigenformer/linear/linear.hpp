@@ -17,6 +17,7 @@
 #include "../core/tensor.hpp"
 #include "../core/threading.hpp"
 #include "../io/safetensors.hpp"
+#include "../ops/matmul.hpp"
 
 namespace eigenformer {
 inline namespace EIGENFORMER_ABI_NAMESPACE {
@@ -86,12 +87,12 @@ class Linear {
     const Index threads = flops >= kMinParallelFlops ? std::min<Index>(num_threads(), out / kColumnAlign) : 1;
 #endif
     if (threads <= 1) {
-      y.noalias() = x * weight_.transpose();
+      matmul<T>(x, weight_, y, MatmulOp::nt);
     } else {
       const Index chunk = (out + threads * kColumnAlign - 1) / (threads * kColumnAlign) * kColumnAlign;
       parallel_for(0, threads, 1, [&](Index c) {
         const Index begin = c * chunk, len = std::min(chunk, out - begin);
-        if (len > 0) y.middleCols(begin, len).noalias() = x * weight_.middleRows(begin, len).transpose();
+        if (len > 0) matmul<T>(x, weight_.middleRows(begin, len), y.middleCols(begin, len), MatmulOp::nt);
       });
     }
     if (has_bias()) y.rowwise() += bias_.transpose();

@@ -46,6 +46,7 @@
 #include "../linear/linear.hpp"
 #include "../norm/rms_norm.hpp"
 #include "../ops/activation.hpp"
+#include "../ops/matmul.hpp"
 #include "../retention/gated_retention.hpp"
 #include "../retention/multiscale_retention.hpp"
 
@@ -342,7 +343,7 @@ class Decoder {
     auto z = a.topRows(logits.rows());
     norm_.forward(last, z);
     if (cfg_.tie_word_embeddings)
-      logits.noalias() = z * embed_.weight().transpose();
+      matmul<float>(z, embed_.weight(), logits, MatmulOp::nt);
     else
       lm_head_.forward(z, logits);
     state.position += n;
