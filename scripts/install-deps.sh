@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh --aarch64 also the AArch64 cross compiler and qemu-user (aarch64 preset)
 set -euo pipefail
 
-pkgs=(g++ cmake ninja-build libeigen3-dev libgtest-dev googletest libbenchmark-dev libopenblas-dev)
+pkgs=(g++ cmake ninja-build libeigen3-dev libgtest-dev googletest libbenchmark-dev libopenblas-dev valgrind)
 if [ "${1:-}" = "--aarch64" ]; then pkgs+=(g++-aarch64-linux-gnu qemu-user); fi
 
 missing=()

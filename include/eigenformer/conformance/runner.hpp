@@ -417,7 +417,7 @@ inline std::string list_markdown(const Registry& reg = registry()) {
         std::vector<std::string> cond;
         if (!t.when.empty()) cond.push_back("`" + t.when + "`");
         if (!t.modes.empty()) cond.push_back("mode " + join(t.modes, ", "));
-        if (t.optional) cond.push_back("optional");
+        if (t.optional) cond.emplace_back("optional");
         std::string present = cond.empty() ? std::string("always") : join(cond, "; ");
         os << "| `" << t.name << "` | " << shape_doc(t.shape) << " | "
            << (role == TensorRole::output ? "F32" : short_name(t.dtype)) << " | "

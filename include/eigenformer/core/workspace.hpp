@@ -35,6 +35,7 @@ class Workspace {
   Workspace& operator=(const Workspace&) = delete;
   Workspace(Workspace&&) noexcept = default;
   Workspace& operator=(Workspace&&) noexcept = default;
+  ~Workspace() = default;
 
   /// Make sure `elements` (in total, across live buffers) fit without further allocation.
   void reserve(std::size_t elements) {

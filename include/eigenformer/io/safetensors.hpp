@@ -433,6 +433,9 @@ Src load_le(const std::uint8_t* p) noexcept {
 #if EIGENFORMER_SAFETENSORS_MMAP
 struct FdCloser {
   int fd;
+  explicit FdCloser(int f) : fd(f) {}
+  FdCloser(const FdCloser&) = delete;  // a copy would close the descriptor twice
+  FdCloser& operator=(const FdCloser&) = delete;
   ~FdCloser() {
     if (fd >= 0) ::close(fd);
   }
@@ -819,12 +822,12 @@ class SafeTensorsWriter {
           ErrorKind::invalid_argument, kWhere, "tensor ", json::quote(name),
           ": cannot store an Eigen matrix as ", dtype_name(store), " (use F32, F16, BF16 or F64)");
     const Index rows = m.rows(), cols = m.cols();
-    const std::vector<std::int64_t> shape =
+    std::vector<std::int64_t> shape =
         Derived::ColsAtCompileTime == 1
             ? std::vector<std::int64_t>{static_cast<std::int64_t>(rows)}
             : std::vector<std::int64_t>{static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols)};
     const std::size_t need = checked_nbytes(name, store, shape);
-    const typename Derived::PlainObject plain = m.derived();  // evaluate expressions once
+    const auto& plain = m.derived().eval();  // evaluate expressions once (no copy of a plain matrix)
     std::vector<std::uint8_t> bytes(need);
     std::uint8_t* out = bytes.data();
     for (Index i = 0; i < rows; ++i) {

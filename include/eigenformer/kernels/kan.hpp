@@ -201,7 +201,7 @@ template <class T>
 inline void kan_spline_local(std::size_t tokens, std::size_t in, int G, int k, const std::int32_t* j0, const T* vals,
                              std::size_t ldv, std::size_t ldvt, const T* base, const T* Wp, std::size_t out,
                              std::size_t o0, std::size_t o1, T* y, std::size_t ldy) {
-  const std::size_t S = static_cast<std::size_t>(G + k + 1);
+  const std::size_t S = static_cast<std::size_t>(G) + static_cast<std::size_t>(k) + 1;
   const std::size_t len = o1 - o0;
   for (std::size_t t = 0; t < tokens; ++t)
     for (std::size_t o = 0; o < len; ++o) y[t * ldy + o0 + o] = T(0);
@@ -270,7 +270,7 @@ inline void kan_spline_local(std::size_t tokens, std::size_t in, int G, int k, c
 template <class T>
 inline void kan_expand_dense(std::size_t in, int G, int k, const std::int32_t* j0, const T* vals, std::size_t ldv,
                              const T* base, T* phi) {
-  const std::size_t S = static_cast<std::size_t>(G + k + 1);
+  const std::size_t S = static_cast<std::size_t>(G) + static_cast<std::size_t>(k) + 1;
   std::fill(phi, phi + in * S, T(0));
   for (std::size_t i = 0; i < in; ++i) {
     T* p = phi + i * S;

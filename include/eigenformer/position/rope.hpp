@@ -256,6 +256,7 @@ class Scratch {
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() = default;
   T* data() noexcept { return p_; }
 
  private:

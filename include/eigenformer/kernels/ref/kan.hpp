@@ -66,7 +66,7 @@ void bspline_dense_derivative(T x, const T* g, int G, int k, T* dB, T* tmp) {
 template <class T>
 void kan_forward_dense(const T* x, std::size_t in, const T* grid, std::size_t ldg, int G, int k, const T* Wp,
                        std::size_t out, T* y, T* tmp) {
-  const std::size_t S = static_cast<std::size_t>(G + k + 1);
+  const std::size_t S = static_cast<std::size_t>(G) + static_cast<std::size_t>(k) + 1;
   for (std::size_t o = 0; o < out; ++o) y[o] = T(0);
   T* B = tmp + (G + 2 * k);
   for (std::size_t i = 0; i < in; ++i) {
