@@ -136,12 +136,14 @@ TEST(KVCache, HalfStorageSizesAndRounding) {
   b.append(token_rows(0, 3, 8, 1.0f), token_rows(0, 3, 8, -1.0f));
   held_positions(h);  // values equal their float16 rounding
   held_positions(b);
-  // f16 overflow: values beyond 65504 become inf (documented).
+  // f16 overflow: finite values beyond 65504 saturate to +-65504 (documented; more cases in
+  // test_edge_cases.cpp EdgeCache.HalfCachesSaturateFiniteOverflow).
   Matrix<float> big = Matrix<float>::Constant(1, 8, 1e6f);
-  h.append(big, big);
+  h.append(big, -big);
   std::array<KVSpan<f16>, 3> spans;
   h.spans(spans);
-  EXPECT_TRUE(std::isinf(to_float(spans[0].k[3 * 4])));
+  EXPECT_EQ(to_float(spans[0].k[3 * 4]), 65504.0f);
+  EXPECT_EQ(to_float(spans[0].v[3 * 4]), -65504.0f);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "config.hpp"
 
 #include "core/activation.hpp"
+#include "core/denormals.hpp"
 #include "core/error.hpp"
 #include "core/half.hpp"
 #include "core/naming.hpp"

@@ -4,8 +4,9 @@
 // Storage is head-major, K [n_kv_heads][capacity][head_dim] and V [n_kv_heads][capacity][v_head_dim],
 // so that decoding streams each kv head's keys and values contiguously. The element type E is float,
 // f16 or bf16 (half the bytes, so about half the decode bandwidth; values are rounded to nearest even
-// when appended: a relative error of at most 2^-11 (f16) or 2^-8 (bf16) per element, and f16
-// overflows to inf above 65504 — see tests/test_kv_cache.cpp for the measured effect on attention).
+// when appended: a relative error of at most 2^-11 (f16) or 2^-8 (bf16) per element; finite values
+// beyond the range saturate to the largest finite value, +-65504 for f16, instead of becoming inf:
+// from_float in core/half.hpp, docs/numerics.md, tests/test_edge_cases.cpp EdgeCache.*).
 //
 // A cache is owned by the caller (one per layer and per sequence), never by the layer, so a layer can
 // serve many sequences and threads at once.

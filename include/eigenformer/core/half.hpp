@@ -1,7 +1,8 @@
 #pragma once
 // IEEE binary16 (fp16) and bfloat16 conversions, scalar and portable. Used by the safetensors
 // reader and by half-precision caches. Both directions round to nearest even; values too large
-// for fp16 become +-inf; NaN stays NaN (quiet).
+// for fp16 become +-inf in float_to_half (IEEE, as PyTorch) but saturate in from_float<f16/bf16>
+// (the cache conversion, see there); NaN stays NaN (quiet).
 
 #include <cstddef>
 #include <cstdint>
@@ -86,7 +87,13 @@ inline float to_float(float x) noexcept { return x; }
 inline float to_float(f16 x) noexcept { return half_to_float(x.bits); }
 inline float to_float(bf16 x) noexcept { return bf16_to_float(x.bits); }
 
-/// Conversion from float into a storage type (round to nearest even).
+/// Conversion from float into a storage type (round to nearest even), saturating: a finite value
+/// beyond the type's range is stored as its largest finite value of the same sign (f16: +-65504; bf16:
+/// +-3.3895e38, so FLT_MAX does not round up to inf), instead of the inf of the IEEE conversions
+/// above. inf and NaN stay inf and NaN. This is the conversion of every f16/bf16 cache (KVCache,
+/// LatentCache, the layers' same-step copies of new K/V): one outlier activation then gives a
+/// clipped entry instead of an inf that makes every later attention output that sees it NaN
+/// (docs/numerics.md). The safetensors reader/writer use the IEEE conversions (as PyTorch).
 template <class E>
 E from_float(float x) noexcept;
 template <>
@@ -95,11 +102,17 @@ inline float from_float<float>(float x) noexcept {
 }
 template <>
 inline f16 from_float<f16>(float x) noexcept {
-  return f16{float_to_half(x)};
+  const std::uint16_t h = float_to_half(x);
+  if ((h & 0x7fffu) == 0x7c00u && (detail::float_bits(x) & 0x7fffffffu) < 0x7f800000u)
+    return f16{static_cast<std::uint16_t>((h & 0x8000u) | 0x7bffu)};  // finite overflow: +-65504
+  return f16{h};
 }
 template <>
 inline bf16 from_float<bf16>(float x) noexcept {
-  return bf16{float_to_bf16(x)};
+  const std::uint16_t b = float_to_bf16(x);
+  if ((b & 0x7fffu) == 0x7f80u && (detail::float_bits(x) & 0x7fffffffu) < 0x7f800000u)
+    return bf16{static_cast<std::uint16_t>((b & 0x8000u) | 0x7f7fu)};  // finite overflow: +-3.3895e38
+  return bf16{b};
 }
 
 /// dst[i] = from_float<E>(src[i]) for i < n: a row of floats into a cache's storage type.

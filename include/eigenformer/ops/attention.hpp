@@ -396,8 +396,9 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
     for (Index r = 0; r < rows; ++r) {
       const Index h = g * G + r / nq, t = t0 + r % nq;
       const float l = sc.l[r];
-      kernels::scale(sc.acc + r * dv, l > 0.0f ? 1.0f / l : 0.0f, io.out + t * io.out_ld + h * dv, udv);
-      if (io.lse) io.lse[t * io.lse_ld + h] = l > 0.0f ? sc.m[r] + std::log(l) : ninf;
+      // l == 0: fully masked (0, lse -inf); l NaN (a visible NaN logit): NaN output and lse.
+      kernels::scale(sc.acc + r * dv, l == 0.0f ? 0.0f : 1.0f / l, io.out + t * io.out_ld + h * dv, udv);
+      if (io.lse) io.lse[t * io.lse_ld + h] = l == 0.0f ? ninf : sc.m[r] + std::log(l);
     }
   };
   parallel_for_dynamic(n_items, threads, run_item);
@@ -428,8 +429,8 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
             for (Index i = 0; i < dv; ++i) o[i] += sc.acc[r * dv + i] * w;
           }
         }
-        kernels::scale(o, l > 0.0f ? 1.0f / l : 0.0f, o, static_cast<std::size_t>(dv));
-        if (io.lse) io.lse[t * io.lse_ld + h] = l > 0.0f ? m + std::log(l) : ninf;
+        kernels::scale(o, l == 0.0f ? 0.0f : 1.0f / l, o, static_cast<std::size_t>(dv));
+        if (io.lse) io.lse[t * io.lse_ld + h] = l == 0.0f ? ninf : m + std::log(l);
       }
     });
   }

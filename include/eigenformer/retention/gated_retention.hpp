@@ -47,6 +47,7 @@
 #include "../kernels/rope.hpp"
 #include "../linear/linear.hpp"
 #include "../ops/activation.hpp"
+#include "../ops/matmul.hpp"
 #include "../ops/norm.hpp"
 #include "../ops/rows.hpp"
 #include "../position/rope.hpp"
@@ -288,19 +289,23 @@ class GatedRetention : public RetentionForms<GatedRetention<T>, GatedRetentionSt
         }
         for (Index j = 0; j < L; ++j) el[j] = static_cast<T>(std::exp(acc - G[j]));
         // Inner-chunk scores with the decay mask exp(G_i - G_j), j <= i.
-        A.noalias() = Q * K.transpose();
+        matmul<T>(Q, K, A, MatmulOp::nt);
         for (Index i = 0; i < L; ++i) {
           T* row = A.row(i).data();
           for (Index j = 0; j <= i; ++j) row[j] *= static_cast<T>(std::exp(G[i] - G[j]));
           for (Index j = i + 1; j < L; ++j) row[j] = T(0);
         }
         for (Index i = 0; i < L; ++i) Qd.row(i) = Q.row(i) * eg[i];
-        O.noalias() = A * Vc;
-        O.noalias() += Qd * U;
+        if (Vc.allFinite()) {
+          matmul<T>(A, Vc, O);
+        } else {  // 0 * NaN = NaN: keep a non-finite future value out of the earlier rows
+          for (Index i = 0; i < L; ++i) matmul<T>(A.row(i).head(i + 1), Vc.topRows(i + 1), O.row(i));
+        }
+        matmul<T>(Qd, U, O, MatmulOp::nn, true);
         // Carry the state past this chunk.
         for (Index j = 0; j < L; ++j) Vw.row(j) = Vc.row(j) * el[j];
         U *= eg[L - 1];
-        U.noalias() += K.transpose() * Vw;
+        matmul<T>(K, Vw, U, MatmulOp::tn, true);
       }
       if (st) st->kv.middleRows(h * d, d) = U;
     });

@@ -53,6 +53,7 @@
 #include "../kernels/rope.hpp"
 #include "../linear/linear.hpp"
 #include "../ops/activation.hpp"
+#include "../ops/matmul.hpp"
 #include "../ops/norm.hpp"
 #include "../ops/rows.hpp"
 #include "../position/rope.hpp"
@@ -278,7 +279,7 @@ class MultiScaleRetention : public RetentionForms<MultiScaleRetention<T>, Retent
       const Index i0 = blk * kQueryBlock, nb = std::min(kQueryBlock, n - i0), i1 = i0 + nb;
       MatrixMap<T> s(scratch + static_cast<std::size_t>(thread) * static_cast<std::size_t>(kQueryBlock * n), nb, i1,
                      Eigen::OuterStride<>(i1));
-      s.noalias() = b.q.block(i0, h * dk, nb, dk) * b.k.block(0, h * dk, i1, dk).transpose();
+      matmul<T>(b.q.block(i0, h * dk, nb, dk), b.k.block(0, h * dk, i1, dk), s, MatmulOp::nt);
       const T* p = pw.row(h).data();
       Eigen::Matrix<T, Eigen::Dynamic, 1> denom(nb);
       for (Index r = 0; r < nb; ++r) {
@@ -294,7 +295,12 @@ class MultiScaleRetention : public RetentionForms<MultiScaleRetention<T>, Retent
         denom(r) = T(1) / std::max(T(1), std::abs(sum));
       }
       auto out = b.o.block(i0, h * dv, nb, dv);
-      out.noalias() = s * b.v.block(0, h * dv, i1, dv);
+      const auto vb = b.v.block(0, h * dv, i1, dv);
+      if (vb.bottomRows(nb).allFinite()) {
+        matmul<T>(s, vb, out);
+      } else {  // 0 * NaN = NaN: keep a non-finite future value out of the earlier rows
+        for (Index r = 0; r < nb; ++r) matmul<T>(s.row(r).head(i0 + r + 1), vb.topRows(i0 + r + 1), out.row(r));
+      }
       out = denom.asDiagonal() * out;
     });
   }
@@ -396,7 +402,7 @@ class MultiScaleRetention : public RetentionForms<MultiScaleRetention<T>, Retent
         MatrixMap<T> Vw(base + Bc * Bc + Bc * dk, L, dv, Eigen::OuterStride<>(dv));
         T* inner = base + Bc * Bc + Bc * dk + Bc * dv;
         // Inner-chunk scores with the decay mask gamma^(i-j) / sqrt(S_i), and their abs-sum scale.
-        A.noalias() = Q * K.transpose();
+        matmul<T>(Q, K, A, MatmulOp::nt);
         for (Index i = 0; i < L; ++i) {
           T* row = A.row(i).data();
           T sum = T(0);
@@ -412,13 +418,17 @@ class MultiScaleRetention : public RetentionForms<MultiScaleRetention<T>, Retent
         const T cross = std::max(T(1), U.cwiseAbs().colwise().sum().maxCoeff() * inv_sb);
         // Queries decayed by gamma^(i+1) / sqrt(S_i).
         for (Index i = 0; i < L; ++i) Qd.row(i) = Q.row(i) * (p[i + 1] * r[i]);
-        O.noalias() = A * Vc;
-        O.noalias() += Qd * U;
+        if (Vc.allFinite()) {
+          matmul<T>(A, Vc, O);
+        } else {  // 0 * NaN = NaN: keep a non-finite future value out of the earlier rows
+          for (Index i = 0; i < L; ++i) matmul<T>(A.row(i).head(i + 1), Vc.topRows(i + 1), O.row(i));
+        }
+        matmul<T>(Qd, U, O, MatmulOp::nn, true);
         for (Index i = 0; i < L; ++i) O.row(i) /= std::max(inner[i], cross);
         // Carry the state past this chunk: U = gamma^L U + K^T (gamma^(L-1-j) v_j).
         for (Index j = 0; j < L; ++j) Vw.row(j) = Vc.row(j) * p[L - 1 - j];
         U *= p[L];
-        U.noalias() += K.transpose() * Vw;
+        matmul<T>(K, Vw, U, MatmulOp::tn, true);
       }
     });
   }
