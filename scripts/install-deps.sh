@@ -3,10 +3,15 @@
 # Run as root (or with sudo available). Does nothing when everything is present.
 #   scripts/install-deps.sh           build + test dependencies
 #   scripts/install-deps.sh --aarch64 also the AArch64 cross compiler and qemu-user (aarch64 preset)
+#   scripts/install-deps.sh --clang   also clang++ with its sanitizer and OpenMP runtimes, and clang-tidy
+#                                     (sanitize preset, scripts/clang-tidy.sh)
 set -euo pipefail
 
 pkgs=(g++ cmake ninja-build libeigen3-dev libgtest-dev googletest libbenchmark-dev libopenblas-dev valgrind)
-if [ "${1:-}" = "--aarch64" ]; then pkgs+=(g++-aarch64-linux-gnu qemu-user); fi
+case "${1:-}" in
+  --aarch64) pkgs+=(g++-aarch64-linux-gnu qemu-user) ;;
+  --clang) pkgs+=(clang-14 libclang-rt-14-dev libomp-14-dev clang-tidy-14) ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do
