@@ -120,6 +120,13 @@ template <class EA, class E, class = std::enable_if_t<!std::is_same_v<EA, double
 inline void gemm_nn(std::size_t m, std::size_t n, std::size_t k, const EA* A, std::size_t lda, const E* B,
                     std::size_t ldb, float* C, std::size_t ldc, bool accumulate) {
   using namespace gemm_detail;
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: A and B may be null (no offset may be applied to them)
+    if (!accumulate)
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) C[i * ldc + j] = 0.0f;
+    return;
+  }
   constexpr std::size_t W = static_cast<std::size_t>(Native::size);
   std::size_t j = 0;
   for (; j + 2 * W <= n; j += 2 * W) nn_strip<Native, 2>(m, A, lda, B + j, ldb, C + j, ldc, k, accumulate);
@@ -135,6 +142,12 @@ template <class E>
 inline void gemm_nt(std::size_t m, std::size_t n, std::size_t k, const float* A, std::size_t lda, const E* B,
                     std::size_t ldb, float* C, std::size_t ldc) {
   using namespace gemm_detail;
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: A and B may be null (no offset may be applied to them)
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = 0; j < n; ++j) C[i * ldc + j] = 0.0f;
+    return;
+  }
   std::size_t j = 0;
   for (; j + 4 <= n; j += 4) nt_strip<4>(m, A, lda, B + j * ldb, ldb, C + j, ldc, k);
   switch (n - j) {
