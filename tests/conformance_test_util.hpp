@@ -1,5 +1,5 @@
 #pragma once
-// Helpers of the conformance tests (test_conformance.cpp, test_conformance_errors.cpp): the golden
+// Helpers of the conformance tests (test_conformance.cpp): the golden
 // case directory, an editable copy of a case, comparison with expected.* tensors, and running the
 // eigenformer-run binary (EIGENFORMER_RUN_EXE, set by tests/CMakeLists.txt) as a subprocess.
 #include <eigenformer/conformance/runner.hpp>

@@ -146,7 +146,7 @@ template <class... A>
 }
 
 /// 'name' quoted for messages: control and non-ASCII bytes escaped as \xNN, cut after 120 bytes.
-inline std::string quoted(std::string_view s) {
+inline std::string quote_name(std::string_view s) {
   static const char hex[] = "0123456789abcdef";
   std::string out = "'";
   const std::size_t n = std::min<std::size_t>(s.size(), 120);
@@ -285,7 +285,7 @@ class Config {
   bool declared(const std::string& name) const { return values_.count(name) != 0; }
   const ConfigValue& value(const std::string& name) const {
     const auto it = values_.find(name);
-    if (it == values_.end()) case_fail(Problem::internal, "Config", "undeclared config key ", quoted(name));
+    if (it == values_.end()) case_fail(Problem::internal, "Config", "undeclared config key ", quote_name(name));
     return it->second;
   }
   /// In the case's metadata (not defaulted).
@@ -317,7 +317,7 @@ class Config {
   const ConfigValue& typed(const std::string& name, ValueType t) const {
     const ConfigValue& v = value(name);
     if (v.type != t)
-      case_fail(Problem::internal, "Config", "config key ", quoted(name), " is a ", to_string(v.type), ", read as a ",
+      case_fail(Problem::internal, "Config", "config key ", quote_name(name), " is a ", to_string(v.type), ", read as a ",
                 to_string(t));
     return v;
   }
@@ -399,17 +399,17 @@ class Plan {
   bool has_size(const std::string& n) const { return sizes_.count(n) != 0; }
   std::int64_t size(const std::string& n) const {
     const auto it = sizes_.find(n);
-    if (it == sizes_.end()) case_fail(Problem::internal, "Plan", "unknown size symbol ", quoted(n));
+    if (it == sizes_.end()) case_fail(Problem::internal, "Plan", "unknown size symbol ", quote_name(n));
     return it->second;
   }
   bool flag(const std::string& n) const {
     const auto it = flags_.find(n);
-    if (it == flags_.end()) case_fail(Problem::internal, "Plan", "unknown flag ", quoted(n));
+    if (it == flags_.end()) case_fail(Problem::internal, "Plan", "unknown flag ", quote_name(n));
     return it->second;
   }
   const std::string& name(const std::string& n) const {
     const auto it = names_.find(n);
-    if (it == names_.end()) case_fail(Problem::internal, "Plan", "unknown name ", quoted(n));
+    if (it == names_.end()) case_fail(Problem::internal, "Plan", "unknown name ", quote_name(n));
     return it->second;
   }
 
@@ -462,7 +462,7 @@ class Plan {
       } else {
         x = size(f);
       }
-      if (x < 0) case_fail(Problem::bad_config_value, "shape", quoted(f), " = ", x, " is negative");
+      if (x < 0) case_fail(Problem::bad_config_value, "shape", quote_name(f), " = ", x, " is negative");
       if (x != 0 && v > std::numeric_limits<std::int64_t>::max() / x)
         case_fail(Problem::bad_config_value, "shape", "the size ", expr, " overflows 64 bits");
       v *= x;
@@ -499,7 +499,7 @@ class Case {
   const std::string& mode() const noexcept { return mode_; }
   /// T, the token count bound by the inputs (-1 if no input has a T dim).
   std::int64_t tokens() const noexcept { return tokens_; }
-  std::string where() const { return layer_ + " case " + quoted(file_.source()) + " (mode " + mode_ + ")"; }
+  std::string where() const { return layer_ + " case " + quote_name(file_.source()) + " (mode " + mode_ + ")"; }
 
   bool has(const std::string& name) const { return file_.contains(name); }
   Matrix<float> matrix(const std::string& name) const { return file_.matrix<float>(name, -1, -1, where()); }
@@ -549,7 +549,7 @@ class Outputs {
  private:
   void push(Item it) {
     for (const Item& o : items_)
-      if (o.name == it.name) case_fail(Problem::internal, "Outputs", "output ", quoted(it.name), " written twice");
+      if (o.name == it.name) case_fail(Problem::internal, "Outputs", "output ", quote_name(it.name), " written twice");
     items_.push_back(std::move(it));
   }
   std::vector<Item> items_;
@@ -691,23 +691,23 @@ class Registry {
   void add(LayerSpec s) {
     const std::string where = "conformance::Registry";
     check(!s.name().empty() && find(s.name()) == nullptr, ErrorKind::invalid_argument, where, "layer name ",
-          quoted(s.name()), " is empty or registered twice");
+          quote_name(s.name()), " is empty or registered twice");
     check(static_cast<bool>(s.resolve_fn()) && static_cast<bool>(s.run_fn()), ErrorKind::invalid_argument, where,
-          "layer ", quoted(s.name()), " has no implement(resolve, run)");
+          "layer ", quote_name(s.name()), " has no implement(resolve, run)");
     if (s.modes().empty()) s.mode("forward", "the layer's forward pass");
     std::set<std::string> names;
     for (const KeySpec& k : s.keys()) {
       check(names.insert(k.name).second && !is_reserved_key(k.name), ErrorKind::invalid_argument, where, "layer ",
-            quoted(s.name()), ": config key ", quoted(k.name), " is declared twice or reserved");
+            quote_name(s.name()), ": config key ", quote_name(k.name), " is declared twice or reserved");
     }
     for (const TensorSpec& t : s.tensors()) {
       check(t.role == TensorRole::weight ? !has_reserved_prefix(t.name) : true, ErrorKind::invalid_argument, where,
-            "layer ", quoted(s.name()), ": weight ", quoted(t.name), " uses a reserved prefix");
+            "layer ", quote_name(s.name()), ": weight ", quote_name(t.name), " uses a reserved prefix");
       for (const std::string& m : t.modes) {
         bool known = false;
         for (const ModeSpec& ms : s.modes()) known = known || ms.name == m;
-        check(known, ErrorKind::invalid_argument, where, "layer ", quoted(s.name()), ": tensor ", quoted(t.name),
-              " names unknown mode ", quoted(m));
+        check(known, ErrorKind::invalid_argument, where, "layer ", quote_name(s.name()), ": tensor ", quote_name(t.name),
+              " names unknown mode ", quote_name(m));
       }
     }
     layers_.push_back(std::move(s));

@@ -56,7 +56,7 @@ inline ConfigValue parse_value(const KeySpec& k, const std::string& text, bool g
   v.type = k.type;
   v.text = text;
   v.given = given;
-  const std::string what = "config key " + quoted(k.name) + " = " + quoted(text);
+  const std::string what = "config key " + quote_name(k.name) + " = " + quote_name(text);
   if (k.type != ValueType::string && text == "null") {
     if (!k.is_nullable) case_fail(Problem::bad_config_value, where, what, ": null is not allowed (expected a ", to_string(k.type), ")");
     v.null = true;
@@ -149,7 +149,7 @@ struct Prepared {
 /// Checks a case against its layer's declaration; throws CaseError on the first problem.
 inline Prepared prepare_case(const SafeTensors& st, const Registry& reg) {
   Prepared P;
-  std::string where = "case " + quoted(st.source());
+  std::string where = "case " + quote_name(st.source());
   const auto& meta = st.metadata();
 
   // Layer and mode.
@@ -159,7 +159,7 @@ inline Prepared prepare_case(const SafeTensors& st, const Registry& reg) {
               join(reg.names()), ")");
   P.layer = reg.find(lit->second);
   if (!P.layer)
-    case_fail(Problem::unknown_layer, where, "unknown layer ", quoted(lit->second), " (registered: ", join(reg.names()),
+    case_fail(Problem::unknown_layer, where, "unknown layer ", quote_name(lit->second), " (registered: ", join(reg.names()),
               ")");
   const LayerSpec& L = *P.layer;
   std::vector<std::string> mode_names;
@@ -170,14 +170,14 @@ inline Prepared prepare_case(const SafeTensors& st, const Registry& reg) {
   bool mode_ok = false;
   for (const std::string& m : mode_names) mode_ok = mode_ok || m == P.mode;
   if (!mode_ok)
-    case_fail(Problem::bad_config_value, where, "mode ", quoted(P.mode), " is not a mode of layer ", L.name(),
+    case_fail(Problem::bad_config_value, where, "mode ", quote_name(P.mode), " is not a mode of layer ", L.name(),
               " (modes: ", join(mode_names), ")");
   where += " (mode " + P.mode + ")";
 
   // Config keys: unknown ones first (all of them), then each declared key parsed or defaulted.
   std::vector<std::string> unknown;
   for (const auto& kv : meta)
-    if (!Registry::is_reserved_key(kv.first) && !L.find_key(kv.first)) unknown.push_back(quoted(kv.first));
+    if (!Registry::is_reserved_key(kv.first) && !L.find_key(kv.first)) unknown.push_back(quote_name(kv.first));
   if (!unknown.empty()) {
     std::vector<std::string> known;
     for (const KeySpec& k : L.keys()) known.push_back(k.name);
@@ -188,7 +188,7 @@ inline Prepared prepare_case(const SafeTensors& st, const Registry& reg) {
   for (const KeySpec& k : L.keys()) {
     const auto it = meta.find(k.name);
     if (it == meta.end() && k.is_required)
-      case_fail(Problem::missing_config_key, where, "required config key ", quoted(k.name), " (", to_string(k.type),
+      case_fail(Problem::missing_config_key, where, "required config key ", quote_name(k.name), " (", to_string(k.type),
                 ") is missing from __metadata__");
     P.config.set(k.name, detail::parse_value(k, it == meta.end() ? k.default_text : it->second, it != meta.end(),
                                              where));
@@ -227,12 +227,12 @@ inline Prepared prepare_case(const SafeTensors& st, const Registry& reg) {
       const std::string& n = ti.name;
       if (n.size() > t->name.size() + 1 && n.compare(n.size() - t->name.size(), t->name.size(), t->name) == 0 &&
           n[n.size() - t->name.size() - 1] == '.') {
-        hint = "; the file has " + quoted(n) + ": case weights carry no prefix";
+        hint = "; the file has " + quote_name(n) + ": case weights carry no prefix";
         break;
       }
     }
     case_fail(weight ? Problem::missing_weight : Problem::missing_input, where, weight ? "weight " : "input ",
-              quoted(t->name), " ", detail::shape_with_values(*t, P.plan, -1), " is missing", hint);
+              quote_name(t->name), " ", detail::shape_with_values(*t, P.plan, -1), " is missing", hint);
   }
   // Extra.
   for (const TensorInfo& ti : st.tensors()) {
@@ -253,7 +253,7 @@ inline Prepared prepare_case(const SafeTensors& st, const Registry& reg) {
     else
       why = Registry::has_prefix(ti.name, "input.") ? ": layer " + L.name() + " has no such input"
                                                      : ": layer " + L.name() + " has no such weight";
-    case_fail(Problem::extra_tensor, where, "tensor ", quoted(ti.name), " ", shape_str(ti.shape), " is not used", why);
+    case_fail(Problem::extra_tensor, where, "tensor ", quote_name(ti.name), " ", shape_str(ti.shape), " is not used", why);
   }
   // Dtype and shape of each present tensor.
   std::string t_source;
@@ -261,7 +261,7 @@ inline Prepared prepare_case(const SafeTensors& st, const Registry& reg) {
     const TensorInfo* ti = st.find(t->name);
     if (!ti) continue;
     if (!dtype_in_class(ti->dtype, t->dtype))
-      case_fail(Problem::dtype_mismatch, where, "tensor ", quoted(t->name), " has dtype ", dtype_name(ti->dtype),
+      case_fail(Problem::dtype_mismatch, where, "tensor ", quote_name(t->name), " has dtype ", dtype_name(ti->dtype),
                 ", expected ", to_string(t->dtype));
     bool ok = ti->shape.size() == t->shape.size();
     for (std::size_t i = 0; ok && i < t->shape.size(); ++i) {
@@ -274,14 +274,14 @@ inline Prepared prepare_case(const SafeTensors& st, const Registry& reg) {
       ok = ti->shape[i] == want;
     }
     if (!ok)
-      case_fail(Problem::shape_mismatch, where, "tensor ", quoted(t->name), " has shape ", shape_str(ti->shape),
+      case_fail(Problem::shape_mismatch, where, "tensor ", quote_name(t->name), " has shape ", shape_str(ti->shape),
                 ", expected ", detail::shape_with_values(*t, P.plan, P.tokens),
                 P.tokens >= 0 && !t_source.empty() && t_source != t->name ? " (T = " + std::to_string(P.tokens) +
                                                                                  " from " + t_source + ")"
                                                                            : std::string());
   }
   if (!t_source.empty() && P.tokens < 1)
-    case_fail(Problem::bad_input, where, "input ", quoted(t_source), " has ", P.tokens,
+    case_fail(Problem::bad_input, where, "input ", quote_name(t_source), " has ", P.tokens,
               " tokens; a case needs at least one");
   // Mask values.
   for (const TensorSpec* t : used) {
@@ -290,7 +290,7 @@ inline Prepared prepare_case(const SafeTensors& st, const Registry& reg) {
     const auto v = k.integers(t->name);
     for (std::size_t i = 0; i < v.size(); ++i)
       if (v[i] != 0 && v[i] != 1)
-        case_fail(Problem::bad_input, where, "tensor ", quoted(t->name), " element ", i, " = ", v[i],
+        case_fail(Problem::bad_input, where, "tensor ", quote_name(t->name), " element ", i, " = ", v[i],
                   ": a mask holds 0 or 1");
   }
   return P;
@@ -329,18 +329,18 @@ inline SafeTensorsWriter run_case(const SafeTensors& st, const Registry& reg = r
     const Outputs::Item* got = nullptr;
     for (const Outputs::Item& it : out.items())
       if (it.name == t->name) got = &it;
-    if (!got) case_fail(Problem::internal, where, "the layer did not write output ", quoted(t->name));
+    if (!got) case_fail(Problem::internal, where, "the layer did not write output ", quote_name(t->name));
     bool ok = got->shape.size() == t->shape.size();
     for (std::size_t i = 0; ok && i < t->shape.size(); ++i) ok = got->shape[i] == P.plan.eval_dim(t->shape[i], P.tokens);
     if (!ok)
-      case_fail(Problem::internal, where, "output ", quoted(t->name), " has shape ", shape_str(got->shape),
+      case_fail(Problem::internal, where, "output ", quote_name(t->name), " has shape ", shape_str(got->shape),
                 ", declared ", detail::shape_with_values(*t, P.plan, P.tokens));
   }
   SafeTensorsWriter w;
   for (const Outputs::Item& it : out.items()) {
     bool declared = false;
     for (const TensorSpec* t : want) declared = declared || t->name == it.name;
-    if (!declared) case_fail(Problem::internal, where, "the layer wrote undeclared output ", quoted(it.name));
+    if (!declared) case_fail(Problem::internal, where, "the layer wrote undeclared output ", quote_name(it.name));
     w.add(it.name, Dtype::F32, it.shape, it.data.data(), it.data.size() * sizeof(float));
   }
   w.set_metadata("layer", L.name());

@@ -54,18 +54,18 @@ inline RopeScaling parse_rope_scaling(const JsonValue& js) {
   for (const auto& m : js.members) {
     if (m.first == "rope_type" || m.first == "type") continue;
     if (!required.count(m.first) && !optional.count(m.first))
-      case_fail(Problem::bad_config_value, w, "key ", quoted(m.first), " is not a parameter of rope_type ",
+      case_fail(Problem::bad_config_value, w, "key ", quote_name(m.first), " is not a parameter of rope_type ",
                 t->text);
   }
   for (const std::string& k : required)
-    if (!js.find(k)) case_fail(Problem::bad_config_value, w, "rope_type ", t->text, " needs key ", quoted(k));
+    if (!js.find(k)) case_fail(Problem::bad_config_value, w, "rope_type ", t->text, " needs key ", quote_name(k));
   // number (or null where HF treats null as unset: returns false)
   auto num = [&](const char* key, double& out, bool nullable) -> bool {
     const JsonValue* v = js.find(key);
     if (!v) return false;
     if (v->is_null() && nullable) return false;
     if (v->kind != JsonValue::Kind::number)
-      case_fail(Problem::bad_config_value, w, quoted(key), " must be a number", nullable ? " or null" : "", ", got ",
+      case_fail(Problem::bad_config_value, w, quote_name(key), " must be a number", nullable ? " or null" : "", ", got ",
                 json_kind_name(v->kind));
     out = v->number;
     return true;
@@ -317,7 +317,7 @@ inline void register_attention(Registry& r) {
             // RoPE keys only mean something with RoPE: reject them elsewhere rather than ignore them.
             for (const char* key : {"rope_theta", "rope_scaling", "partial_rotary_factor", "rope_interleave"})
               if (c.given(key) && g.position != PositionEncoding::rope)
-                case_fail(Problem::bad_config_value, "attention", "config key ", quoted(key),
+                case_fail(Problem::bad_config_value, "attention", "config key ", quote_name(key),
                           " needs position_encoding rope (is ", pe, ")");
             if (c.given("alibi_form") && g.position != PositionEncoding::alibi)
               case_fail(Problem::bad_config_value, "attention", "config key 'alibi_form' needs position_encoding alibi");
@@ -342,7 +342,7 @@ inline void register_attention(Registry& r) {
             g.xpos_scale_base = c.number("xpos_scale_base");
             for (const char* key : {"prompt_length", "cache_dtype", "cache_eviction", "cache_capacity", "cache_sink_tokens"})
               if (c.given(key) && mode != "decode")
-                case_fail(Problem::bad_config_value, "attention", "config key ", quoted(key),
+                case_fail(Problem::bad_config_value, "attention", "config key ", quote_name(key),
                           " applies to mode decode only (mode is ", mode, ")");
             a.prompt_length = c.integer("prompt_length");
             a.cache_dtype = c.string("cache_dtype");

@@ -274,7 +274,7 @@ inline void register_bitnet_layer(Registry& r) {
             p.set_size("intermediate_size_packed", (g.intermediate_size + 3) / 4);
             for (const char* key : {"prompt_length", "cache_dtype"})
               if (c.given(key) && mode != "decode")
-                case_fail(Problem::bad_config_value, "bitnet_layer", "config key ", quoted(key),
+                case_fail(Problem::bad_config_value, "bitnet_layer", "config key ", quote_name(key),
                           " applies to mode decode only (mode is ", mode, ")");
             a.prompt_length = c.integer("prompt_length");
             a.cache_dtype = c.string("cache_dtype");

@@ -175,7 +175,7 @@ inline void register_mla(Registry& r) {
             a.path = detail::parse_mla_path(c.string("path"));
             for (const char* key : {"prompt_length", "cache_dtype"})
               if (c.given(key) && mode != "decode")
-                case_fail(Problem::bad_config_value, "mla", "config key ", quoted(key),
+                case_fail(Problem::bad_config_value, "mla", "config key ", quote_name(key),
                           " applies to mode decode only (mode is ", mode, ")");
             a.prompt_length = c.integer("prompt_length");
             a.cache_dtype = c.string("cache_dtype");
