@@ -28,6 +28,25 @@ inline std::uint32_t seed() {
   return s;
 }
 
+/// True where the tests run tens of times slower than in the release build: unoptimized (the
+/// sanitize preset is -O0) or under AddressSanitizer. Tests whose reference computations dominate
+/// the sanitize run use smaller sizes there (slow_or(fast, slow)); they still cross the same
+/// boundaries (SIMD tails, tiles, chunks, spans), and are never skipped.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EFTEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || !defined(__OPTIMIZE__) || defined(EFTEST_ASAN)
+inline constexpr bool kSlowBuild = true;
+#else
+inline constexpr bool kSlowBuild = false;
+#endif
+template <class T>
+constexpr T slow_or(T fast, T slow) {
+  return kSlowBuild ? slow : fast;
+}
+
 /// A generator seeded from the binary seed and a per-test salt, so tests are independent.
 inline std::mt19937 rng(std::uint32_t salt) { return std::mt19937(seed() * 2654435761u + salt); }
 
