@@ -20,6 +20,7 @@
 #include <eigenformer/linear/linear.hpp>
 #include <eigenformer/model/decoder.hpp>
 #include <eigenformer/model/decoder_config.hpp>
+#include <eigenformer/ops/matmul.hpp>
 #include <eigenformer/retention/gated_retention.hpp>
 #include <eigenformer/retention/multiscale_retention.hpp>
 
@@ -249,13 +250,13 @@ TEST(Determinism, DecoderPrefillAndDecodeThroughEveryMixer) {
   expect_thread_count_independent([&] { return decoder_outputs(decoder(), ids, 34); }, "Decoder");
 }
 
-// The one known exception (docs/determinism.md): a product the library leaves whole to Eigen (Linear
-// with fewer than 96 output features, KANLinear's GEMM path with fewer than 96 outputs) is threaded by
-// Eigen itself, which picks its depth blocking from the thread count; with a depth above ~300 the sums
-// are split differently (measured: 4.6e-5 at [64, 1024] -> 64). The documented remedy,
-// Eigen::setNbThreads(1) after set_num_threads(n), keeps the library's own splits threaded and every
-// such product single-threaded: bit-identical again.
-TEST(Determinism, ProductsLeftToEigenWithEigenThreadingOff) {
+// Products the library's layers leave whole (Linear with fewer than 96 output features, KANLinear's
+// GEMM path with fewer than 96 outputs) and that Eigen would thread itself, picking its depth blocking
+// from the thread count, are split by matmul() into row blocks of single-threaded Eigen products:
+// bit-identical at any thread count (measured before the split: 4.6e-5 apart at [64, 1024] -> 64).
+// Every transpose pattern, row counts around the 2 x nr threshold and its tails, depths above Eigen's
+// kc, accumulate on and off.
+TEST(Determinism, ProductsEigenWouldThreadAreSplitByRows) {
   auto g = eftest::rng(1108);
   const Linear<float> narrow = random_linear(1024, 64, g);
   const Linear<float> wide = random_linear(1024, 200, g);  // split by Linear itself
@@ -266,11 +267,25 @@ TEST(Determinism, ProductsLeftToEigenWithEigenThreadingOff) {
   const KANLinear<float> kan = random_kan(kc, g);
   const Matrix<float> xk = eftest::random_matrix<float>(40, 128, g, 0.7);
   expect_thread_count_independent(
-      [&] {
-        Eigen::setNbThreads(1);
-        return Outputs{narrow.forward(x), wide.forward(x), kan.forward(xk, KanPath::gemm)};
-      },
+      [&] { return Outputs{narrow.forward(x), wide.forward(x), kan.forward(xk, KanPath::gemm)}; },
       "Linear [64, 1024] -> 64 and -> 200, KANLinear 128 -> 32 (GEMM path)");
+  for (Index m : {8, 9, 15, 16, 17, 61, 130})
+    for (Index n : {2, 5, 64, 300})
+      for (Index depth : {300, 1100}) {
+        const Matrix<float> a = eftest::random_matrix<float>(m, depth, g), at = a.transpose();
+        const Matrix<float> b = eftest::random_matrix<float>(depth, n, g), bt = b.transpose();
+        const Matrix<float> c0 = eftest::random_matrix<float>(m, n, g);
+        expect_thread_count_independent(
+            [&] {
+              Outputs o(4, c0);
+              matmul<float>(a, b, o[0], MatmulOp::nn);
+              matmul<float>(a, bt, o[1], MatmulOp::nt);
+              matmul<float>(at, b, o[2], MatmulOp::tn);
+              matmul<float>(a, b, o[3], MatmulOp::nn, true);
+              return o;
+            },
+            "matmul m " + std::to_string(m) + " n " + std::to_string(n) + " depth " + std::to_string(depth));
+      }
 }
 
 // ------------------------------------------------------------------------------------------------
