@@ -74,7 +74,7 @@ AttentionConfig base_config() {
 double max_abs_diff(const Matrix<float>& a, const RefMatrix& b) { return (a.cast<double>() - b).cwiseAbs().maxCoeff(); }
 
 // Float layer vs double reference: projections and attention in float, values O(1).
-constexpr double kTol = 2e-4;
+constexpr double kLayerTol = 2e-4;
 
 struct Variant {
   const char* name;
@@ -126,7 +126,7 @@ TEST_P(AttentionLayerVariants, PrefillMatchesReference) {
   for (Index T : {1, 9, 40}) {
     Matrix<float> x = random_matrix<float>(T, 48, g), y(T, 48);
     a.forward(x, y, ws);
-    EXPECT_LT(max_abs_diff(y, reference_layer(a, x, eftest::iota_positions(T))), kTol) << "T=" << T;
+    EXPECT_LT(max_abs_diff(y, reference_layer(a, x, eftest::iota_positions(T))), kLayerTol) << "T=" << T;
   }
 }
 
@@ -170,7 +170,7 @@ TEST(AttentionLayer, PaddingMaskAndPositionIds) {
   Workspace<float> ws;
   a.forward(x, y, ws, pos.data(), mask.data());
   const RefMatrix ref = reference_layer(a, x, posl, valid);
-  EXPECT_LT(max_abs_diff(y, ref), kTol);
+  EXPECT_LT(max_abs_diff(y, ref), kLayerTol);
   // Rows of padded queries see no key: output is the o_proj bias (0 here), not NaN.
   EXPECT_FALSE(y.array().isNaN().any());
 }
@@ -241,7 +241,7 @@ TEST(AttentionLayer, CrossAttentionMatchesReference) {
   Matrix<float> x = random_matrix<float>(7, 48, g), mem = random_matrix<float>(19, 48, g), y(7, 48);
   Workspace<float> ws;
   a.forward_cross(x, mem, y, ws);
-  EXPECT_LT(max_abs_diff(y, reference_layer(a, x, {}, {}, &mem)), kTol);
+  EXPECT_LT(max_abs_diff(y, reference_layer(a, x, {}, {}, &mem)), kLayerTol);
 }
 
 TEST(AttentionLayer, LoadsLlamaNamesAndSinks) {

@@ -26,8 +26,8 @@ using eftest::RefMatrix;
 
 namespace {
 
-const float kInf = std::numeric_limits<float>::infinity();
-const float kNaN = std::numeric_limits<float>::quiet_NaN();
+using eftest::kInf;
+using eftest::kNaN;
 const float kDenormMin = std::numeric_limits<float>::denorm_min();
 constexpr double kEps = 1.1920929e-7;  // float epsilon
 

@@ -8,8 +8,8 @@ using eigenformer::Activation;
 
 namespace {
 
-const float kInf = std::numeric_limits<float>::infinity();
-const float kNaN = std::numeric_limits<float>::quiet_NaN();
+using eftest::kInf;
+using eftest::kNaN;
 
 // Inputs that cover every regime of exp: deep underflow, subnormal results, normal, overflow.
 std::vector<float> exp_inputs(std::size_t n, std::mt19937& g) {

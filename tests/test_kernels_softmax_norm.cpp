@@ -8,8 +8,8 @@ namespace ek = eigenformer::kernels;
 
 namespace {
 
-const float kInf = std::numeric_limits<float>::infinity();
-const float kNaN = std::numeric_limits<float>::quiet_NaN();
+using eftest::kInf;
+using eftest::kNaN;
 constexpr double kEps = 1.1920929e-7;
 
 // Softmax outputs: each is exp(x - m) (<= 2 ulp, plus the rounding of x - m, which is exact for

@@ -45,7 +45,7 @@ namespace {
 using eftest::RefAttentionOptions;
 using eftest::RefMatrix;
 using eftest::reference_attention;
-constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kInfD = std::numeric_limits<double>::infinity();
 
 /// A [rows, cols] matrix from a row-major list.
 RefMatrix mat(long rows, long cols, std::vector<double> values) {
@@ -215,7 +215,7 @@ TEST(ReferenceAttention, FullyMaskedRowsGiveZeroAndLseMinusInfOrTheSink) {
   RefMatrix lse;
   RefMatrix out = reference_attention(q, k, v, {0, 1}, {0, 1}, 1, 1, o, &lse);
   EXPECT_EQ(out(0, 0), 0.0);
-  EXPECT_EQ(lse(0, 0), -kInf);
+  EXPECT_EQ(lse(0, 0), -kInfD);
   EXPECT_NEAR(out(1, 0), 7.0, 1e-15);
   o.sinks = {-1.5};
   out = reference_attention(q, k, v, {0, 1}, {0, 1}, 1, 1, o, &lse);
@@ -224,12 +224,12 @@ TEST(ReferenceAttention, FullyMaskedRowsGiveZeroAndLseMinusInfOrTheSink) {
   // An empty key set and a score_mod that masks everything with -inf are fully masked too.
   out = reference_attention(q, RefMatrix(0, 1), RefMatrix(0, 1), {0, 1}, {}, 1, 1, RefAttentionOptions{}, &lse);
   EXPECT_TRUE(out.isZero(0.0));
-  EXPECT_EQ(lse(1, 0), -kInf);
+  EXPECT_EQ(lse(1, 0), -kInfD);
   RefAttentionOptions all_minus_inf;
-  all_minus_inf.score_mod = [](double, long, long, long) { return -kInf; };
+  all_minus_inf.score_mod = [](double, long, long, long) { return -kInfD; };
   out = reference_attention(q, k, v, {0, 1}, {0, 1}, 1, 1, all_minus_inf, &lse);
   EXPECT_TRUE(out.isZero(0.0));
-  EXPECT_EQ(lse(1, 0), -kInf);
+  EXPECT_EQ(lse(1, 0), -kInfD);
 }
 
 TEST(ReferenceAttention, AlibiSlopesMatchBloomFormula) {
@@ -451,7 +451,7 @@ double check_linear(const RefMatrix& x, const RefMatrix& W, const eigenformer::V
                     const std::string& what) {
   EXPECT_EQ(y.rows(), x.rows()) << what;
   EXPECT_EQ(y.cols(), W.rows()) << what;
-  if (y.rows() != x.rows() || y.cols() != W.rows()) return kInf;
+  if (y.rows() != x.rows() || y.cols() != W.rows()) return kInfD;
   const RefMatrix exact = x * W.transpose();
   const RefMatrix mag = x.cwiseAbs() * W.cwiseAbs().transpose();
   double worst = 0;
@@ -547,7 +547,7 @@ TEST_P(GoldenAttention, ReferenceMatchesTransformers) {
   long compared = 0;
   for (long i = 0; i < T; ++i) {
     for (long h = 0; h < nh; ++h) {
-      if (lse(i, h) == -kInf) continue;
+      if (lse(i, h) == -kInfD) continue;
       ++compared;
       const long g = h / group;
       // E: the bound on the float32 error of any visible logit of this row.

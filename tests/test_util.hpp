@@ -47,6 +47,16 @@ constexpr T slow_or(T fast, T slow) {
   return kSlowBuild ? slow : fast;
 }
 
+/// Float infinity and NaN, for the tests of non-finite inputs.
+inline const float kInf = std::numeric_limits<float>::infinity();
+inline const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+/// max |a - b| over two matrices of the same shape, in double.
+template <class A, class B>
+double max_abs_diff(const Eigen::MatrixBase<A>& a, const Eigen::MatrixBase<B>& b) {
+  return (a.template cast<double>() - b.template cast<double>()).cwiseAbs().maxCoeff();
+}
+
 /// A generator seeded from the binary seed and a per-test salt, so tests are independent.
 inline std::mt19937 rng(std::uint32_t salt) { return std::mt19937(seed() * 2654435761u + salt); }
 
