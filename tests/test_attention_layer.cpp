@@ -71,7 +71,7 @@ AttentionConfig base_config() {
   return c;
 }
 
-double max_abs_diff(const Matrix<float>& a, const RefMatrix& b) { return (a.cast<double>() - b).cwiseAbs().maxCoeff(); }
+using eftest::max_abs_diff;
 
 // Float layer vs double reference: projections and attention in float, values O(1).
 constexpr double kLayerTol = 2e-4;

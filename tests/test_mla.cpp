@@ -139,8 +139,7 @@ RefMatrix reference_layer(const MultiHeadLatentAttention& a, const Matrix<float>
 }
 
 double max_abs(const Matrix<float>& a) { return a.size() ? double(a.cwiseAbs().maxCoeff()) : 0.0; }
-double max_diff(const Matrix<float>& a, const RefMatrix& b) { return (a.cast<double>() - b).cwiseAbs().maxCoeff(); }
-double max_diff(const Matrix<float>& a, const Matrix<float>& b) { return double((a - b).cwiseAbs().maxCoeff()); }
+using eftest::max_abs_diff;
 
 // Float layer vs double reference, relative to 1 + max |y|: the layer chains up to four float
 // products (q_a, q_b, kv_b or the absorption, o_proj) of length <= 512 and the attention. Measured
@@ -255,9 +254,9 @@ TEST_P(MLAVariants, PrefillBothPathsMatchReference) {
     a.forward(x, yauto, ws);
     const RefMatrix ref = reference_layer(a, x, eftest::iota_positions(T));
     const double scale = 1.0 + ref.cwiseAbs().maxCoeff();
-    EXPECT_LT(max_diff(ye, ref), kRefTol * scale) << "expanded, T=" << T;
-    EXPECT_LT(max_diff(ya, ref), kRefTol * scale) << "absorbed, T=" << T;
-    EXPECT_LT(max_diff(ye, ya), kPathTol * scale) << "expanded vs absorbed, T=" << T;
+    EXPECT_LT(max_abs_diff(ye, ref), kRefTol * scale) << "expanded, T=" << T;
+    EXPECT_LT(max_abs_diff(ya, ref), kRefTol * scale) << "absorbed, T=" << T;
+    EXPECT_LT(max_abs_diff(ye, ya), kPathTol * scale) << "expanded vs absorbed, T=" << T;
     EXPECT_EQ(yauto, a.choose_path(T, T) == MLAPath::expanded ? ye : ya) << "automatic, T=" << T;
   }
 }
@@ -283,8 +282,8 @@ TEST_P(MLAVariants, DecodeThroughLatentCacheEqualsPrefill) {
     for (; t < T; ++t) a.forward(x.middleRows(t, 1), step.middleRows(t, 1), cache, ws, path);
     EXPECT_EQ(cache.size(), T);
     EXPECT_EQ(cache.next_position(), T);
-    EXPECT_LT(max_diff(step, full), kPathTol * scale) << to_string(path);
-    EXPECT_LT(max_diff(step, ref), kRefTol * scale) << to_string(path);
+    EXPECT_LT(max_abs_diff(step, full), kPathTol * scale) << to_string(path);
+    EXPECT_LT(max_abs_diff(step, ref), kRefTol * scale) << to_string(path);
   }
 }
 
@@ -328,7 +327,7 @@ TEST_P(MLAVariants, ExpandedKVCacheFormEqualsLatentCacheForm) {
     a.forward(x.middleRows(t, 1), exp.middleRows(t, 1), kc, ws);
   }
   EXPECT_EQ(kc.size(), T);
-  EXPECT_LT(max_diff(lat, exp), kPathTol * (1 + max_abs(exp)));
+  EXPECT_LT(max_abs_diff(lat, exp), kPathTol * (1 + max_abs(exp)));
 }
 
 INSTANTIATE_TEST_SUITE_P(All, MLAVariants, ::testing::ValuesIn(kVariants),
@@ -355,8 +354,8 @@ TEST(MLA, PositionIdsInPrefill) {
       eftest::reference_attention(p.q, p.k, p.v, eftest::iota_positions(T), eftest::iota_positions(T), 4, 4, o),
       a.o_proj());
   const double scale = 1.0 + ref.cwiseAbs().maxCoeff();
-  EXPECT_LT(max_diff(ye, ref), kRefTol * scale);
-  EXPECT_LT(max_diff(ya, ref), kRefTol * scale);
+  EXPECT_LT(max_abs_diff(ye, ref), kRefTol * scale);
+  EXPECT_LT(max_abs_diff(ya, ref), kRefTol * scale);
 }
 
 // A context longer than 2 x 1024 keys: absorbed decode splits the latent rows into chunks merged by
@@ -375,11 +374,11 @@ TEST(MLA, LongContextDecodeWithSplitChunks) {
   a.forward(x.topRows(P), step.topRows(P), cache, ws);
   for (Index t = P; t < T; ++t) a.forward(x.middleRows(t, 1), step.middleRows(t, 1), cache, ws, MLAPath::absorbed);
   const double scale = 1.0 + max_abs(full);
-  EXPECT_LT(max_diff(step, full), kPathTol * scale);
+  EXPECT_LT(max_abs_diff(step, full), kPathTol * scale);
   Matrix<float> h(T, 48);
   a.forward(x.topRows(P), h.topRows(P), half, ws);
   for (Index t = P; t < T; ++t) a.forward(x.middleRows(t, 1), h.middleRows(t, 1), half, ws);
-  EXPECT_LT(max_diff(Matrix<float>(h.bottomRows(4)), Matrix<float>(full.bottomRows(4))), 4 * std::ldexp(1.0, -11) * scale);
+  EXPECT_LT(max_abs_diff(Matrix<float>(h.bottomRows(4)), Matrix<float>(full.bottomRows(4))), 4 * std::ldexp(1.0, -11) * scale);
 }
 
 // f16 / bf16 latent caches. Accuracy: every cached value is rounded to 11 (f16) or 8 (bf16)
@@ -405,9 +404,9 @@ TEST(MLA, HalfAndBf16LatentCachesWithinStatedTolerance) {
       a.forward(x.middleRows(t, 1), b.middleRows(t, 1), cb, ws);
     }
     const double scale = max_abs(full);
-    EXPECT_LT(max_diff(h, full), 4 * std::ldexp(1.0, -11) * scale);
-    EXPECT_LT(max_diff(b, full), 4 * std::ldexp(1.0, -8) * scale);
-    EXPECT_GT(max_diff(b, full), 0.0);  // the rounding is really there
+    EXPECT_LT(max_abs_diff(h, full), 4 * std::ldexp(1.0, -11) * scale);
+    EXPECT_LT(max_abs_diff(b, full), 4 * std::ldexp(1.0, -8) * scale);
+    EXPECT_GT(max_abs_diff(b, full), 0.0);  // the rounding is really there
     // The caches hold exactly the rounded rows of a float cache fed the same way.
     LatentCache<float> cf(a.latent_cache_config(T));
     Matrix<float> yf(T, hidden);

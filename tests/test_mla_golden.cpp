@@ -20,6 +20,7 @@ namespace {
 
 using eftest::json_number;
 using eftest::meta;
+using eftest::max_abs_diff;
 std::string data_dir() { return eftest::golden_dir("mla"); }
 std::vector<std::string> fixtures() { return eftest::golden_fixtures("mla"); }
 
@@ -85,8 +86,8 @@ TEST(MLAGolden, EveryHuggingFaceFixture) {
     Matrix<float> ye(T, hidden), ya(T, hidden);
     a.forward(x, ye, ws, pos.data(), MLAPath::expanded);
     a.forward(x, ya, ws, pos.data(), MLAPath::absorbed);
-    EXPECT_LT(eftest::max_abs_diff(ye, want), tol) << "expanded";
-    EXPECT_LT(eftest::max_abs_diff(ya, want), tol) << "absorbed";
+    EXPECT_LT(max_abs_diff(ye, want), tol) << "expanded";
+    EXPECT_LT(max_abs_diff(ya, want), tol) << "absorbed";
     if (!iota) continue;  // the cached forms number positions from 0
 
     // Decode: a prompt of 3 tokens, then one at a time, through f32 and f16 latent caches and an
@@ -103,9 +104,9 @@ TEST(MLAGolden, EveryHuggingFaceFixture) {
       a.forward(x.middleRows(t, 1), yh.middleRows(t, 1), half, ws);
       a.forward(x.middleRows(t, 1), yk.middleRows(t, 1), expanded, ws);
     }
-    EXPECT_LT(eftest::max_abs_diff(yc, want), tol) << "latent cache";
-    EXPECT_LT(eftest::max_abs_diff(yk, want), tol) << "expanded KV cache";
-    EXPECT_LT(eftest::max_abs_diff(yh, want), 4 * std::ldexp(1.0, -11) * want.cwiseAbs().maxCoeff()) << "f16 latent cache";
+    EXPECT_LT(max_abs_diff(yc, want), tol) << "latent cache";
+    EXPECT_LT(max_abs_diff(yk, want), tol) << "expanded KV cache";
+    EXPECT_LT(max_abs_diff(yh, want), 4 * std::ldexp(1.0, -11) * want.cwiseAbs().maxCoeff()) << "f16 latent cache";
 
     // The cache rows: [kv_a_layernorm(c) | k_rot], k_rot pair-interleaved when rope_interleave
     // (row[r + 2i] = HF[i], row[r + 2i + 1] = HF[dr/2 + i]), in HF's order otherwise.

@@ -215,7 +215,7 @@ Matrix<T> run(const MultiScaleRetention<T>& m, const Matrix<T>& x, Form form, In
   return y;
 }
 
-double max_abs_diff(const MatD& a, const MatD& b) { return (a - b).cwiseAbs().maxCoeff(); }
+using eftest::max_abs_diff;
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> c = {

@@ -18,7 +18,7 @@ namespace {
 
 using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-double max_abs_diff(const MatD& a, const MatD& b) { return (a - b).cwiseAbs().maxCoeff(); }
+using eftest::max_abs_diff;
 
 template <class F>
 void expect_error(F f, ErrorKind kind, const std::string& needle, const std::string& layer) {

@@ -13,7 +13,7 @@
 // rows aligned to the GEBP column panel nr, each a single-threaded Eigen product inside the library's
 // parallel region. Eigen's threaded GEMM would pick its depth blocking kc from the thread count, which
 // changes every sum's rounding; its single-threaded kc depends on the depth only, so the split gives
-// the bits of one thread at any thread count (tests/test_threading.cpp, docs/determinism.md).
+// the bits of one thread at any thread count (tests/test_concurrency.cpp, docs/determinism.md).
 //
 // Operands are row-major views with unit inner stride: matrices, maps and their row/column blocks
 // bind without a copy (a view that does not fit, e.g. a transposed expression, is copied: pass the
@@ -74,7 +74,8 @@ void matmul(ConstMatrixRef<T> A, ConstMatrixRef<T> B, MatrixRef<T> C, MatmulOp o
   outside = !omp_in_parallel();
 #endif
   const Index blocks = outside ? std::min<Index>(num_threads(), m / nr) : 1;
-  if (blocks < 2 || C.cols() < 2 || double(m) * double(C.cols()) * double(depth) < matmul_detail::kEigenMinThreadedMacs) {
+  const double macs = double(m) * double(C.cols()) * double(depth);
+  if (blocks < 2 || C.cols() < 2 || macs < matmul_detail::kEigenMinThreadedMacs) {
     matmul_detail::product<T>(A, B, C, op, accumulate);
     return;
   }
