@@ -221,6 +221,13 @@ struct Proc {
 inline Proc run_binary(const std::vector<std::string>& args) {
   Proc p;
 #ifdef EIGENFORMER_RUN_EXE
+  // The build does not order this test after the binary (tests/CMakeLists.txt): say so if it is missing.
+  if (::access(EIGENFORMER_RUN_EXE, X_OK) != 0) {
+    p.err = std::string("eigenformer-run is not built: no executable ") + EIGENFORMER_RUN_EXE +
+            " (build the whole tree, or its target)";
+    ADD_FAILURE() << p.err;
+    return p;
+  }
   const std::string o = temp_path("stdout.txt"), e = temp_path("stderr.txt");
   std::string cmd = shell_quote(EIGENFORMER_RUN_EXE);
   for (const std::string& a : args) cmd += " " + shell_quote(a);
