@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns Google Benchmark JSON output into a chart (SVG or PNG) with matplotlib.
 
-    build/release/bench/bench_attention --benchmark_out=attn.json --benchmark_out_format=json
+    build/bench/bench/bench_attention --benchmark_out=attn.json --benchmark_out_format=json
     python3 tools/plot_bench.py attn.json -o attn.svg [--filter REGEX] [--baseline REGEX] [--title TEXT]
 
 One horizontal bar per benchmark (real time, in ms). With repetitions, the median aggregate is used
