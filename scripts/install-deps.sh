@@ -7,10 +7,11 @@
 #                                     (sanitize preset, scripts/clang-tidy.sh)
 set -euo pipefail
 
-pkgs=(g++ cmake ninja-build libeigen3-dev libgtest-dev googletest libbenchmark-dev libopenblas-dev valgrind)
+# python3: scripts/check-syntax.sh and scripts/clang-tidy.sh read compile_commands.json with it
+pkgs=(g++ cmake ninja-build libeigen3-dev libgtest-dev googletest libbenchmark-dev libopenblas-dev valgrind python3)
 case "${1:-}" in
   --aarch64) pkgs+=(g++-aarch64-linux-gnu qemu-user) ;;
-  --clang) pkgs+=(clang-14 libclang-rt-14-dev libomp-14-dev clang-tidy-14 python3) ;;  # python3: clang-tidy.sh
+  --clang) pkgs+=(clang-14 libclang-rt-14-dev libomp-14-dev clang-tidy-14) ;;
 esac
 
 missing=()
