@@ -3,6 +3,8 @@
 // fully masked rows, and bit-identical results across thread counts.
 #include <eigenformer/ops/attention.hpp>
 
+#include <array>
+
 #include "reference_attention.hpp"
 #include "test_util.hpp"
 
@@ -253,20 +255,22 @@ TEST(FlashAttention, FullyMaskedRowsGiveZeroNotNaN) {
 
 TEST(FlashAttention, NaNInAMaskedKeyDoesNotReachTheOutput) {
   auto g = eftest::rng(705);
-  for (Index T : {8, 40}) {  // decode path and packed prefill path
-    Case c{2, 2, 16, 16, T, T};
+  // {heads, kv heads, queries}: the decode path, the packed prefill path, and the wide decode route
+  // (16 heads on one kv head: 32 rows, transposed accumulator).
+  for (auto [H, Hkv, T] : {std::array<Index, 3>{2, 2, 8}, {2, 2, 40}, {16, 1, 2}}) {
+    Case c{H, Hkv, 16, 16, T, T};
     Inputs<float> in = make_inputs<float>(c, g);
     // The last key/value is in the future of every query but the last one; poison it.
-    for (Index i = 0; i < 32; ++i) {
-      in.v_store[static_cast<std::size_t>((T - 1) * 32 + i)] = NAN;
-      in.k_store[static_cast<std::size_t>((T - 1) * 32 + i)] = NAN;
+    for (Index i = 0; i < Hkv * 16; ++i) {
+      in.v_store[static_cast<std::size_t>((T - 1) * Hkv * 16 + i)] = NAN;
+      in.k_store[static_cast<std::size_t>((T - 1) * Hkv * 16 + i)] = NAN;
     }
-    KVSpan<float> s{in.k_store.data(), in.v_store.data(), 32, 32, 16, 16, T, 0};
-    Matrix<float> out(T, 32);
-    AttentionIO io{in.q.data(), 32, T, 0, out.data(), 32, nullptr, 0};
+    KVSpan<float> s{in.k_store.data(), in.v_store.data(), Hkv * 16, Hkv * 16, 16, 16, T, 0};
+    Matrix<float> out(T, H * 16);
+    AttentionIO io{in.q.data(), H * 16, T, 0, out.data(), H * 16, nullptr, 0};
     Workspace<float> ws;
-    flash_attention(AttentionDims{2, 2, 16, 16, 0.25f}, io, &s, 1, AttentionMask{}, ws);
-    EXPECT_FALSE(out.topRows(T - 1).array().isNaN().any()) << "T=" << T;
+    flash_attention(AttentionDims{H, Hkv, 16, 16, 0.25f}, io, &s, 1, AttentionMask{}, ws);
+    EXPECT_FALSE(out.topRows(T - 1).array().isNaN().any()) << "H=" << H << " T=" << T;
     EXPECT_TRUE(out.row(T - 1).array().isNaN().all());  // the last query does see the NaN key
   }
 }

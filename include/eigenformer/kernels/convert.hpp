@@ -1,7 +1,9 @@
 #pragma once
 // Packet loads from storage element types: float, f16 (IEEE half) and bf16, converted to float
 // lanes. Kernels that read caches or weights kept in 16 bits are templates over the element type E
-// and call `load_as<P>(const E*)`.
+// and call `load_as<P>(const E*)`; `kernels::widen` converts a whole row.
+
+#include <cstddef>
 
 #include "../core/half.hpp"
 #include "packet.hpp"
@@ -51,5 +53,18 @@ EIGENFORMER_ALWAYS_INLINE P load_as(const E* p) {
 }
 
 }  // namespace simd
+
+namespace kernels {
+
+/// y[i] = x[i] as float (exact: f16 and bf16 widen without rounding), for n elements.
+template <class E>
+inline void widen(const E* x, float* y, std::size_t n) {
+  constexpr std::size_t W = static_cast<std::size_t>(simd::Native::size);
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) simd::store(y + i, simd::load_as<simd::Native>(x + i));
+  for (; i < n; ++i) y[i] = to_float(x[i]);
+}
+
+}  // namespace kernels
 }  // namespace EIGENFORMER_ABI_NAMESPACE
 }  // namespace eigenformer

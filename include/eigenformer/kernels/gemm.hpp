@@ -5,6 +5,8 @@
 //   gemm_nn: C[m x n] (+)= A[m x k] * B[k x n]      broadcast-A x packet-B outer products;
 //            blocks of 6 rows x 2 packets (12 accumulators + 2 B + 1 A = 15 of AVX2's 16 ymm)
 //   gemm_nt: C[m x n]  =  A[m x k] * B[n x k]^T     dot products along k; blocks of 2 x 4
+//   gemm_tn: C[m x n] (+)= A[k x m]^T * B[k x n]    as gemm_nn, A read down its columns (the 6
+//            broadcasts of a step are consecutive elements of one row of A)
 //
 // A and C are float; B may be float, f16 or bf16 (converted while loading, for half-precision
 // caches). All matrices are row-major with leading dimensions (elements between rows). The scalar
@@ -27,8 +29,9 @@ namespace gemm_detail {
 using simd::F1;
 using simd::Native;
 
-// MR rows x NP packets of C.
-template <class P, int MR, int NP, class EA, class E>
+// MR rows x NP packets of C. A is [m x k] (element (r, p) at A[r * lda + p]), or, when TA, stored
+// transposed as [k x m] (element (r, p) at A[p * lda + r]).
+template <class P, int MR, int NP, bool TA, class EA, class E>
 EIGENFORMER_ALWAYS_INLINE void nn_block(const EA* A, std::size_t lda, const E* B, std::size_t ldb, float* C,
                                         std::size_t ldc, std::size_t k, bool accumulate) {
   constexpr std::size_t W = static_cast<std::size_t>(P::size);
@@ -44,7 +47,7 @@ EIGENFORMER_ALWAYS_INLINE void nn_block(const EA* A, std::size_t lda, const E* B
     for (int c = 0; c < NP; ++c) b[c] = simd::load_as<P>(B + p * ldb + c * W);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const P a = simd::set1<P>(to_float(A[r * lda + p]));
+      const P a = simd::set1<P>(to_float(TA ? A[p * lda + r] : A[r * lda + p]));
 #pragma GCC unroll 2
       for (int c = 0; c < NP; ++c) acc[r][c] = simd::fmadd(a, b[c], acc[r][c]);
     }
@@ -56,19 +59,42 @@ EIGENFORMER_ALWAYS_INLINE void nn_block(const EA* A, std::size_t lda, const E* B
 }
 
 // All rows of a column strip NP packets wide: blocks of 6 rows, then the remainder.
-template <class P, int NP, class EA, class E>
+template <class P, int NP, bool TA, class EA, class E>
 EIGENFORMER_ALWAYS_INLINE void nn_strip(std::size_t m, const EA* A, std::size_t lda, const E* B, std::size_t ldb,
                                         float* C, std::size_t ldc, std::size_t k, bool acc) {
+  // Offset of row block i in A.
+  const auto a_at = [&](std::size_t i) { return TA ? A + i : A + i * lda; };
   std::size_t i = 0;
-  for (; i + 6 <= m; i += 6) nn_block<P, 6, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc);
+  for (; i + 6 <= m; i += 6) nn_block<P, 6, NP, TA>(a_at(i), lda, B, ldb, C + i * ldc, ldc, k, acc);
   switch (m - i) {
-    case 5: nn_block<P, 5, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc); break;
-    case 4: nn_block<P, 4, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc); break;
-    case 3: nn_block<P, 3, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc); break;
-    case 2: nn_block<P, 2, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc); break;
-    case 1: nn_block<P, 1, NP>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, acc); break;
+    case 5: nn_block<P, 5, NP, TA>(a_at(i), lda, B, ldb, C + i * ldc, ldc, k, acc); break;
+    case 4: nn_block<P, 4, NP, TA>(a_at(i), lda, B, ldb, C + i * ldc, ldc, k, acc); break;
+    case 3: nn_block<P, 3, NP, TA>(a_at(i), lda, B, ldb, C + i * ldc, ldc, k, acc); break;
+    case 2: nn_block<P, 2, NP, TA>(a_at(i), lda, B, ldb, C + i * ldc, ldc, k, acc); break;
+    case 1: nn_block<P, 1, NP, TA>(a_at(i), lda, B, ldb, C + i * ldc, ldc, k, acc); break;
     default: break;
   }
+}
+
+// C (+)= op(A) B over all column strips: 2 packets, 1 packet, then single columns.
+template <bool TA, class EA, class E>
+void nn_all(std::size_t m, std::size_t n, std::size_t k, const EA* A, std::size_t lda, const E* B, std::size_t ldb,
+            float* C, std::size_t ldc, bool accumulate) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: A and B may be null (no offset may be applied to them)
+    if (!accumulate)
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) C[i * ldc + j] = 0.0f;
+    return;
+  }
+  constexpr std::size_t W = static_cast<std::size_t>(Native::size);
+  std::size_t j = 0;
+  for (; j + 2 * W <= n; j += 2 * W) nn_strip<Native, 2, TA>(m, A, lda, B + j, ldb, C + j, ldc, k, accumulate);
+  if (W > 1 && j + W <= n) {
+    nn_strip<Native, 1, TA>(m, A, lda, B + j, ldb, C + j, ldc, k, accumulate);
+    j += W;
+  }
+  for (; j < n; ++j) nn_strip<F1, 1, TA>(m, A, lda, B + j, ldb, C + j, ldc, k, accumulate);
 }
 
 // MR rows of A against NB rows of B: MR x NB dot products of length k.
@@ -119,22 +145,15 @@ EIGENFORMER_ALWAYS_INLINE void nt_strip(std::size_t m, const float* A, std::size
 template <class EA, class E, class = std::enable_if_t<!std::is_same_v<EA, double>>>
 inline void gemm_nn(std::size_t m, std::size_t n, std::size_t k, const EA* A, std::size_t lda, const E* B,
                     std::size_t ldb, float* C, std::size_t ldc, bool accumulate) {
-  using namespace gemm_detail;
-  if (m == 0 || n == 0) return;
-  if (k == 0) {  // an empty sum: A and B may be null (no offset may be applied to them)
-    if (!accumulate)
-      for (std::size_t i = 0; i < m; ++i)
-        for (std::size_t j = 0; j < n; ++j) C[i * ldc + j] = 0.0f;
-    return;
-  }
-  constexpr std::size_t W = static_cast<std::size_t>(Native::size);
-  std::size_t j = 0;
-  for (; j + 2 * W <= n; j += 2 * W) nn_strip<Native, 2>(m, A, lda, B + j, ldb, C + j, ldc, k, accumulate);
-  if (W > 1 && j + W <= n) {
-    nn_strip<Native, 1>(m, A, lda, B + j, ldb, C + j, ldc, k, accumulate);
-    j += W;
-  }
-  for (; j < n; ++j) nn_strip<F1, 1>(m, A, lda, B + j, ldb, C + j, ldc, k, accumulate);
+  gemm_detail::nn_all<false>(m, n, k, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+/// C[m x n] (+)= A^T * B with A stored as [k x m] (row p of A holds column p of A^T), B [k x n].
+/// C must not overlap A or B. A may be float, f16 or bf16 too.
+template <class EA, class E, class = std::enable_if_t<!std::is_same_v<EA, double>>>
+inline void gemm_tn(std::size_t m, std::size_t n, std::size_t k, const EA* A, std::size_t lda, const E* B,
+                    std::size_t ldb, float* C, std::size_t ldc, bool accumulate) {
+  gemm_detail::nn_all<true>(m, n, k, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 /// C[m x n] = A[m x k] * B[n x k]^T. C must not overlap A or B.
@@ -159,6 +178,11 @@ inline void gemm_nt(std::size_t m, std::size_t n, std::size_t k, const float* A,
 }
 
 // Double precision: the twins.
+template <class E>
+inline void gemm_tn(std::size_t m, std::size_t n, std::size_t k, const double* A, std::size_t lda, const E* B,
+                    std::size_t ldb, double* C, std::size_t ldc, bool accumulate) {
+  ref::gemm_tn(m, n, k, A, lda, B, ldb, C, ldc, accumulate);
+}
 template <class E>
 inline void gemm_nn(std::size_t m, std::size_t n, std::size_t k, const double* A, std::size_t lda, const E* B,
                     std::size_t ldb, double* C, std::size_t ldc, bool accumulate) {

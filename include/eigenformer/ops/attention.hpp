@@ -33,6 +33,7 @@
 #include "../core/tensor.hpp"
 #include "../core/threading.hpp"
 #include "../core/workspace.hpp"
+#include "../kernels/convert.hpp"
 #include "../kernels/elementwise.hpp"
 #include "../kernels/gemm.hpp"
 #include "../kernels/softmax.hpp"
@@ -89,10 +90,13 @@ constexpr Index kDecodeChunk = 1024;   // keys per chunk when decode splits long
 constexpr std::size_t kDecodeKeyStep = 2;  // keys per P V step when V is read in place
 constexpr Index kDecodeSubTile = 8;        // keys per S step in decode; also the prefetch distance
 // Decode items with at least this many rows (query heads x queries of one kv head: MLA's absorbed
-// path, wide GQA groups) are compute-bound: S^T = K (scale Q)^T runs with the keys as the micro-
-// kernel's rows (the transposed queries stay in cache) and P V takes a whole tile per call.
+// path, wide GQA groups) are compute-bound and run transposed, so that the 6-row micro-kernel
+// always has full blocks (the row count, e.g. 16 heads, is no multiple of 6): S^T = K (scale Q)^T
+// with the keys as the micro-kernel's rows (the transposed queries stay in cache), and the output
+// accumulates transposed, acc^T += V^T P^T, with the value dims as the rows.
 constexpr Index kDecodeWideRows = 16;
 constexpr std::size_t kDecodeWideDepth = 128;  // wide S^T: key dims per pass (a [128, rows] slice of Q^T)
+constexpr Index kDecodeWideDims = 24;          // wide P V: value dims per call (4 micro-kernel blocks)
 constexpr double kMinParallelFlops = 2e6;  // smaller calls run on the calling thread
 
 // Per-item scratch: scaled queries, scores, output accumulator, running max/denominator, and the
@@ -258,9 +262,12 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
   const std::size_t per = scratch_floats(rows_max, G, d, dv);
   float* scratch_base = ws.matrix(scratch_slots, static_cast<Index>(per)).data();
   const float ninf = -std::numeric_limits<float>::infinity();
-  // Wide decode items: per thread, the transposed scaled queries [d, rows] and S^T [kKeyTile, rows].
+  // Wide decode items: per thread, the transposed scaled queries [d, rows], S^T and then P^T
+  // [kKeyTile, rows], the transposed accumulator [dv, rows] and the rows' rescale factors [rows].
   const bool wide_ok = !packed && rows_max >= kDecodeWideRows;
-  const Index wide_per = wide_ok ? rows_max * (d + kKeyTile) : 0;
+  // For 16-bit storage also the tile's keys and values widened to float [kKeyTile, d + dv].
+  const Index wide_per =
+      wide_ok ? rows_max * (d + kKeyTile + dv + 1) + (std::is_same_v<E, float> ? 0 : kKeyTile * (d + dv)) : 0;
   float* wide_base = wide_ok ? ws.matrix(threads, wide_per).data() : nullptr;
 
   auto run_item = [&](Index item, int thread) {
@@ -284,9 +291,17 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
     const bool wide = wide_ok && rows >= kDecodeWideRows;
     float* const qt = wide ? wide_base + thread * wide_per : nullptr;  // [d, rows]
     float* const st = wide ? qt + d * rows : nullptr;                   // [kKeyTile, rows]
-    if (wide)
+    float* const acct = wide ? st + kKeyTile * rows : nullptr;          // [dv, rows]
+    float* const alphas = wide ? acct + dv * rows : nullptr;            // [rows]
+    float* const kf = wide && !std::is_same_v<E, float> ? alphas + rows : nullptr;  // [kKeyTile, d + dv]
+    const float* kw = nullptr;  // wide: the tile's keys and values as float, with their row strides
+    const float* vw = nullptr;
+    std::size_t kw_ld = 0, vw_ld = 0;
+    if (wide) {
       for (Index r = 0; r < rows; ++r)
         for (Index i = 0; i < d; ++i) qt[i * rows + r] = sc.qs[r * d + i];
+      std::fill(acct, acct + dv * rows, 0.0f);
+    }
     const auto ud = static_cast<std::size_t>(d), udv = static_cast<std::size_t>(dv), urows = static_cast<std::size_t>(rows);
     const auto ldS = static_cast<std::size_t>(kKeyTile);
     const std::int64_t q0 = io.q_pos0 + t0, q1 = q0 + nq;
@@ -320,15 +335,45 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
         if (!any) continue;
         const E* kbase = sp.k + j0 * sp.k_ld + g * sp.k_head_stride;  // decode: K and V in place
         const E* vbase = sp.v + j0 * sp.v_ld + g * sp.v_head_stride;
+        // Wide: the next tile's key rows are prefetched in step with this tile's work, d + dv units
+        // (S^T depth slices, then P V value-dim blocks), so that they never come in one burst (a burst
+        // of prefetches for a whole tile stalls the core on its miss buffers).
+        const Index next_rows = wide ? std::min(2 * n, hi - j0) - n : 0;
+        Index fetched = 0;
+        auto prefetch_next = [&](Index work_done) {
+          const Index target = next_rows * work_done / (d + dv);
+          prefetch_rows(kbase, sp.k_ld, d, n + fetched, n + target);
+          fetched = std::max(fetched, target);
+        };
         // Packed tiles start at multiples of kKeyTile within a span; decode chunks never pack.
         const Index tile = g * n_tiles + tile_first + j0 / kKeyTile;
         // S = (scale Q) K^T for all rows of the group at once (K read once for all its heads).
         if (packed) {
           kernels::gemm_nn(urows, un, ud, sc.qs, ud, kt + tile * kt_tile, ldS, sc.s, ldS, false);
         } else if (wide) {  // S^T = K (scale Q)^T in depth slices that keep the slice of Q^T in L1, then S
-          for (std::size_t p0 = 0; p0 < ud; p0 += kDecodeWideDepth)
-            kernels::gemm_nn(un, urows, std::min(kDecodeWideDepth, ud - p0), kbase + p0,
-                             static_cast<std::size_t>(sp.k_ld), qt + p0 * urows, urows, st, urows, p0 > 0);
+          if constexpr (std::is_same_v<E, float>) {
+            kw = kbase;
+            vw = vbase;
+            kw_ld = static_cast<std::size_t>(sp.k_ld);
+            vw_ld = static_cast<std::size_t>(sp.v_ld);
+          } else {  // 16-bit storage: the tile widened once (the kernels' broadcasts would convert each use)
+            kw = kf;
+            kw_ld = ud;
+            for (Index j = 0; j < n; ++j) kernels::widen(kbase + j * sp.k_ld, kf + j * d, ud);
+            if (vbase == kbase && sp.v_ld == sp.k_ld && dv <= d) {  // V is a prefix of K's rows (MLA's latent)
+              vw = kf;
+              vw_ld = ud;
+            } else {
+              vw = kf + kKeyTile * d;
+              vw_ld = udv;
+              for (Index j = 0; j < n; ++j) kernels::widen(vbase + j * sp.v_ld, kf + kKeyTile * d + j * dv, udv);
+            }
+          }
+          for (std::size_t p0 = 0; p0 < ud; p0 += kDecodeWideDepth) {
+            const std::size_t depth = std::min(kDecodeWideDepth, ud - p0);
+            kernels::gemm_nn(un, urows, depth, kw + p0, kw_ld, qt + p0 * urows, urows, st, urows, p0 > 0);
+            prefetch_next(static_cast<Index>(p0 + depth));
+          }
           for (Index r = 0; r < rows; ++r)
             for (Index j = 0; j < n; ++j) sc.s[r * kKeyTile + j] = st[j * rows + r];
         } else {  // decode: 8 keys at a time, prefetching the K rows 8 keys ahead
@@ -348,7 +393,22 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
           }
           policy.row(g * G + gi, q0 + ti, k0, srow, n, kind == TileKind::partial);
           const float alpha = kernels::softmax_online_block(srow, un, sc.m[r], sc.l[r]);
-          if (alpha != 1.0f) kernels::scale(sc.acc + r * dv, alpha, sc.acc + r * dv, udv);
+          if (wide)
+            alphas[r] = alpha;
+          else if (alpha != 1.0f)
+            kernels::scale(sc.acc + r * dv, alpha, sc.acc + r * dv, udv);
+        }
+        if (wide) {  // P^T, and acc^T rescaled column by column
+          bool rescale = false;
+          for (Index r = 0; r < rows; ++r) {
+            const bool empty = static_cast<TileKind>(static_cast<int>(sc.kind[r / nq])) == TileKind::empty;
+            if (empty) alphas[r] = 1.0f;
+            rescale |= alphas[r] != 1.0f;
+            for (Index j = 0; j < n; ++j) st[j * rows + r] = sc.s[r * kKeyTile + j];
+          }
+          if (rescale)
+            for (Index i = 0; i < dv; ++i)
+              for (Index r = 0; r < rows; ++r) acct[i * rows + r] *= alphas[r];
         }
         // acc += P V, all rows at once (V read once for all heads of the group). A masked key has
         // p = 0, but 0 * NaN = NaN: when a tile with masked pairs holds a non-finite value, the rows
@@ -359,9 +419,13 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
         if (clean && packed) {
           kernels::gemm_nn(urows, udv, un, sc.s, ldS, vtile, udv, sc.acc, udv, true);
         } else if (clean && wide) {
-          // Stream the next tile's key rows in while this one's P V computes (compute-bound here).
-          prefetch_rows(kbase, sp.k_ld, d, n, std::min(2 * n, hi - j0));
-          kernels::gemm_nn(urows, udv, un, sc.s, ldS, vbase, static_cast<std::size_t>(sp.v_ld), sc.acc, udv, true);
+          // acc^T += V^T P^T in blocks of kDecodeWideDims value dims.
+          for (Index i0 = 0; i0 < dv; i0 += kDecodeWideDims) {
+            const Index dims = std::min(kDecodeWideDims, dv - i0);
+            kernels::gemm_tn(static_cast<std::size_t>(dims), urows, un, vw + i0, vw_ld, st, urows, acct + i0 * rows,
+                             urows, true);
+            prefetch_next(d + i0 + dims);
+          }
         } else if (clean) {
           // V in place (decode, straight from the cache): a few keys at a time, so that the micro-
           // kernel's column strips walk a few consecutive rows instead of striding down the whole
@@ -380,7 +444,9 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
             if (static_cast<TileKind>(static_cast<int>(sc.kind[gi])) == TileKind::empty) continue;
             for (Index j = 0; j < n; ++j) {
               if (!policy.visible(g * G + gi, q0 + ti, k0 + j)) continue;
-              if (packed)
+              if (wide)
+                for (Index i = 0; i < dv; ++i) acct[i * rows + r] += st[j * rows + r] * vw[j * vw_ld + i];
+              else if (packed)
                 kernels::gemm_nn(1, udv, 1, sc.s + r * kKeyTile + j, 1, vtile + j * dv, udv, sc.acc + r * dv, udv, true);
               else
                 kernels::gemm_nn(1, udv, 1, sc.s + r * kKeyTile + j, 1, vbase + j * sp.v_ld, udv, sc.acc + r * dv, udv,
@@ -392,6 +458,9 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
       span_first += sp.tokens;
       tile_first += (sp.tokens + kKeyTile - 1) / kKeyTile;
     }
+    if (wide)
+      for (Index r = 0; r < rows; ++r)
+        for (Index i = 0; i < dv; ++i) sc.acc[r * dv + i] = acct[i * rows + r];
     if (n_chunks > 1) return;  // merged below
     for (Index r = 0; r < rows; ++r) {
       const Index h = g * G + r / nq, t = t0 + r % nq;
