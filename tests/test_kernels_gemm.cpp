@@ -78,9 +78,9 @@ void check_nt(std::size_t m, std::size_t n, std::size_t k, std::mt19937& g) {
     }
 }
 
-const std::size_t kRows[] = {1, 2, 5, 6, 7, 12, 13};
+const std::size_t kRows[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13};  // <= 8 with k <= 2: the thin path
 const std::size_t kCols[] = {1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 80};
-const std::size_t kDepth[] = {0, 1, 7, 8, 9, 64, 80, 129};
+const std::size_t kDepth[] = {0, 1, 2, 7, 8, 9, 64, 80, 129};
 
 TEST(KernelGemm, NnMatchesTwinFloat) {
   auto g = eftest::rng(600);
@@ -94,9 +94,9 @@ TEST(KernelGemm, NnMatchesTwinFloat) {
 
 TEST(KernelGemm, NnMatchesTwinHalfAndBf16) {
   auto g = eftest::rng(601);
-  for (auto m : {1u, 6u, 7u})
+  for (auto m : {1u, 4u, 6u, 7u})
     for (auto n : {3u, 16u, 17u, 40u})
-      for (auto k : {1u, 9u, 64u}) {
+      for (auto k : {1u, 2u, 9u, 64u}) {
         check_nn<f16>(m, n, k, true, g);
         check_nn<bf16>(m, n, k, false, g);
       }

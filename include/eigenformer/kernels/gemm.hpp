@@ -76,6 +76,58 @@ EIGENFORMER_ALWAYS_INLINE void nn_strip(std::size_t m, const EA* A, std::size_t 
   }
 }
 
+// Few rows and one or two steps of k (decode's P V steps, a few keys at a time): the MR x K
+// broadcasts of A are made once, outside the column loop, and each packet of C is loaded, updated
+// and stored once. Same operations in the same order as nn_block, so results are identical.
+constexpr std::size_t kThinRows = 8;  // gemm_nn with k <= 2 and at most this many rows takes nn_thin
+
+template <int MR, int K, class EA, class E>
+EIGENFORMER_ALWAYS_INLINE void nn_thin(std::size_t n, const EA* A, std::size_t lda, const E* B, std::size_t ldb,
+                                       float* C, std::size_t ldc, bool accumulate) {
+  constexpr std::size_t W = static_cast<std::size_t>(Native::size);
+  float as[MR][K];
+  Native a[MR][K];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int p = 0; p < K; ++p) {
+      as[r][p] = to_float(A[r * lda + p]);
+      a[r][p] = simd::set1<Native>(as[r][p]);
+    }
+  std::size_t j = 0;
+  for (; j + W <= n; j += W) {
+    Native b[K];
+#pragma GCC unroll 2
+    for (int p = 0; p < K; ++p) b[p] = simd::load_as<Native>(B + p * ldb + j);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      Native c = accumulate ? simd::load<Native>(C + r * ldc + j) : simd::set1<Native>(0.0f);
+#pragma GCC unroll 2
+      for (int p = 0; p < K; ++p) c = simd::fmadd(a[r][p], b[p], c);
+      simd::store(C + r * ldc + j, c);
+    }
+  }
+  for (; j < n; ++j)
+    for (int r = 0; r < MR; ++r) {
+      F1 c{accumulate ? C[r * ldc + j] : 0.0f};
+      for (int p = 0; p < K; ++p) c = simd::fmadd(F1{as[r][p]}, simd::load_as<F1>(B + p * ldb + j), c);
+      C[r * ldc + j] = c.v;
+    }
+}
+
+template <int K, class EA, class E>
+void nn_thin_rows(std::size_t m, std::size_t n, const EA* A, std::size_t lda, const E* B, std::size_t ldb, float* C,
+                  std::size_t ldc, bool accumulate) {
+  std::size_t i = 0;
+  for (; i + 4 <= m; i += 4) nn_thin<4, K>(n, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate);
+  switch (m - i) {
+    case 3: nn_thin<3, K>(n, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate); break;
+    case 2: nn_thin<2, K>(n, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate); break;
+    case 1: nn_thin<1, K>(n, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate); break;
+    default: break;
+  }
+}
+
 // C (+)= op(A) B over all column strips: 2 packets, 1 packet, then single columns.
 template <bool TA, class EA, class E>
 void nn_all(std::size_t m, std::size_t n, std::size_t k, const EA* A, std::size_t lda, const E* B, std::size_t ldb,
@@ -86,6 +138,15 @@ void nn_all(std::size_t m, std::size_t n, std::size_t k, const EA* A, std::size_
       for (std::size_t i = 0; i < m; ++i)
         for (std::size_t j = 0; j < n; ++j) C[i * ldc + j] = 0.0f;
     return;
+  }
+  if constexpr (!TA) {
+    if (k <= 2 && m <= kThinRows) {
+      if (k == 1)
+        nn_thin_rows<1>(m, n, A, lda, B, ldb, C, ldc, accumulate);
+      else
+        nn_thin_rows<2>(m, n, A, lda, B, ldb, C, ldc, accumulate);
+      return;
+    }
   }
   constexpr std::size_t W = static_cast<std::size_t>(Native::size);
   std::size_t j = 0;
@@ -111,7 +172,10 @@ EIGENFORMER_ALWAYS_INLINE void nt_block(const float* A, std::size_t lda, const E
   for (; p + W <= k; p += W) {
     Native a[MR];
 #pragma GCC unroll 4
-    for (int r = 0; r < MR; ++r) a[r] = simd::load<Native>(A + r * lda + p);
+    for (int r = 0; r < MR; ++r) {
+      a[r] = simd::load<Native>(A + r * lda + p);
+      simd::keep_in_register(a[r]);  // used NB times below
+    }
 #pragma GCC unroll 4
     for (int c = 0; c < NB; ++c) {
       const Native b = simd::load_as<Native>(B + c * ldb + p);

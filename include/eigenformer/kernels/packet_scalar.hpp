@@ -28,6 +28,8 @@ EIGENFORMER_ALWAYS_INLINE F1 mul(F1 a, F1 b) { return F1{a.v * b.v}; }
 EIGENFORMER_ALWAYS_INLINE F1 div(F1 a, F1 b) { return F1{a.v / b.v}; }
 /// a * b + c, fused (one rounding) as on the SIMD paths.
 EIGENFORMER_ALWAYS_INLINE F1 fmadd(F1 a, F1 b, F1 c) { return F1{std::fma(a.v, b.v, c.v)}; }
+/// See the packet headers; a no-op for scalars.
+EIGENFORMER_ALWAYS_INLINE void keep_in_register(F1&) {}
 /// c - a * b, fused.
 EIGENFORMER_ALWAYS_INLINE F1 fnmadd(F1 a, F1 b, F1 c) { return F1{std::fma(-a.v, b.v, c.v)}; }
 // max/min follow the x86 convention: if either operand is NaN, the second operand is returned.

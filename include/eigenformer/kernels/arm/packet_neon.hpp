@@ -26,6 +26,9 @@ EIGENFORMER_ALWAYS_INLINE F4 sub(F4 a, F4 b) { return F4{vsubq_f32(a.v, b.v)}; }
 EIGENFORMER_ALWAYS_INLINE F4 mul(F4 a, F4 b) { return F4{vmulq_f32(a.v, b.v)}; }
 EIGENFORMER_ALWAYS_INLINE F4 div(F4 a, F4 b) { return F4{vdivq_f32(a.v, b.v)}; }
 EIGENFORMER_ALWAYS_INLINE F4 fmadd(F4 a, F4 b, F4 c) { return F4{vfmaq_f32(c.v, a.v, b.v)}; }
+/// Keep a value in a register: the compiler may not re-load it from memory at each use (GCC does
+/// so in the attention decode kernels when register pressure is high, doubling their loads).
+EIGENFORMER_ALWAYS_INLINE void keep_in_register(F4& x) { asm("" : "+w"(x.v)); }
 EIGENFORMER_ALWAYS_INLINE F4 fnmadd(F4 a, F4 b, F4 c) { return F4{vfmsq_f32(c.v, a.v, b.v)}; }
 // Same NaN convention as the x86 and scalar packets: if either operand is NaN, return the second.
 EIGENFORMER_ALWAYS_INLINE F4 max(F4 a, F4 b) { return F4{vbslq_f32(vcgtq_f32(a.v, b.v), a.v, b.v)}; }

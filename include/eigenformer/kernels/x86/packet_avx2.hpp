@@ -26,6 +26,9 @@ EIGENFORMER_ALWAYS_INLINE F8 sub(F8 a, F8 b) { return F8{_mm256_sub_ps(a.v, b.v)
 EIGENFORMER_ALWAYS_INLINE F8 mul(F8 a, F8 b) { return F8{_mm256_mul_ps(a.v, b.v)}; }
 EIGENFORMER_ALWAYS_INLINE F8 div(F8 a, F8 b) { return F8{_mm256_div_ps(a.v, b.v)}; }
 EIGENFORMER_ALWAYS_INLINE F8 fmadd(F8 a, F8 b, F8 c) { return F8{_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+/// Keep a value in a register: the compiler may not re-load it from memory at each use (GCC does
+/// so in the attention decode kernels when register pressure is high, doubling their loads).
+EIGENFORMER_ALWAYS_INLINE void keep_in_register(F8& x) { asm("" : "+x"(x.v)); }
 EIGENFORMER_ALWAYS_INLINE F8 fnmadd(F8 a, F8 b, F8 c) { return F8{_mm256_fnmadd_ps(a.v, b.v, c.v)}; }
 // If either operand is NaN, the second operand is returned (x86 semantics).
 EIGENFORMER_ALWAYS_INLINE F8 max(F8 a, F8 b) { return F8{_mm256_max_ps(a.v, b.v)}; }
