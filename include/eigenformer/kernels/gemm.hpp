@@ -3,7 +3,8 @@
 // already in cache): register-blocked micro-kernels over packets, no packing, no allocation.
 //
 //   gemm_nn: C[m x n] (+)= A[m x k] * B[k x n]      broadcast-A x packet-B outer products;
-//            blocks of 6 rows x 2 packets (12 accumulators + 2 B + 1 A = 15 of AVX2's 16 ymm)
+//            blocks of 6 rows x 2 packets (12 accumulators + 2 B + 1 A = 15 of AVX2's 16 ymm);
+//            with k <= 2 and at most 8 rows (decode's P V steps) a thin path that broadcasts A once
 //   gemm_nt: C[m x n]  =  A[m x k] * B[n x k]^T     dot products along k; blocks of 2 x 4
 //   gemm_tn: C[m x n] (+)= A[k x m]^T * B[k x n]    as gemm_nn, A read down its columns (the 6
 //            broadcasts of a step are consecutive elements of one row of A)

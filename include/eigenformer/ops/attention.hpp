@@ -125,6 +125,13 @@ EIGENFORMER_ALWAYS_INLINE void prefetch_rows(const E* base, Index ld, Index len,
   }
 }
 
+// dst[c * ld_dst + r] = src[r * ld_src + c] for a [rows x cols] block (the wide decode route moves
+// its small tiles between row and column layouts).
+inline void transpose(const float* src, Index ld_src, float* dst, Index ld_dst, Index rows, Index cols) {
+  for (Index r = 0; r < rows; ++r)
+    for (Index c = 0; c < cols; ++c) dst[c * ld_dst + r] = src[r * ld_src + c];
+}
+
 // Are all n rows (stride ld) of dv values finite? (x * 0 is NaN exactly for inf and NaN x.)
 template <class E>
 bool all_finite(const E* v, Index n, Index ld, Index dv) {
@@ -294,12 +301,8 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
     float* const acct = wide ? st + kKeyTile * rows : nullptr;          // [dv, rows]
     float* const alphas = wide ? acct + dv * rows : nullptr;            // [rows]
     float* const kf = wide && !std::is_same_v<E, float> ? alphas + rows : nullptr;  // [kKeyTile, d + dv]
-    const float* kw = nullptr;  // wide: the tile's keys and values as float, with their row strides
-    const float* vw = nullptr;
-    std::size_t kw_ld = 0, vw_ld = 0;
     if (wide) {
-      for (Index r = 0; r < rows; ++r)
-        for (Index i = 0; i < d; ++i) qt[i * rows + r] = sc.qs[r * d + i];
+      transpose(sc.qs, d, qt, rows, rows, d);
       std::fill(acct, acct + dv * rows, 0.0f);
     }
     const auto ud = static_cast<std::size_t>(d), udv = static_cast<std::size_t>(dv), urows = static_cast<std::size_t>(rows);
@@ -335,6 +338,29 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
         if (!any) continue;
         const E* kbase = sp.k + j0 * sp.k_ld + g * sp.k_head_stride;  // decode: K and V in place
         const E* vbase = sp.v + j0 * sp.v_ld + g * sp.v_head_stride;
+        // Wide: the tile's keys and values as float, with their row strides; 16-bit storage is widened
+        // once per tile (the kernels' broadcasts would convert each element at every use).
+        const float* kw = nullptr;
+        const float* vw = nullptr;
+        std::size_t kw_ld = 0, vw_ld = 0;
+        if constexpr (std::is_same_v<E, float>) {
+          kw = kbase;
+          vw = vbase;
+          kw_ld = static_cast<std::size_t>(sp.k_ld);
+          vw_ld = static_cast<std::size_t>(sp.v_ld);
+        } else if (wide) {
+          kw = kf;
+          kw_ld = static_cast<std::size_t>(d);
+          for (Index j = 0; j < n; ++j) kernels::widen(kbase + j * sp.k_ld, kf + j * d, kw_ld);
+          if (vbase == kbase && sp.v_ld == sp.k_ld && dv <= d) {  // V is a prefix of K's rows (MLA's latent)
+            vw = kf;
+            vw_ld = kw_ld;
+          } else {
+            vw = kf + kKeyTile * d;
+            vw_ld = static_cast<std::size_t>(dv);
+            for (Index j = 0; j < n; ++j) kernels::widen(vbase + j * sp.v_ld, kf + kKeyTile * d + j * dv, vw_ld);
+          }
+        }
         // Wide: the next tile's key rows are prefetched in step with this tile's work, d + dv units
         // (S^T depth slices, then P V value-dim blocks), so that they never come in one burst (a burst
         // of prefetches for a whole tile stalls the core on its miss buffers).
@@ -351,31 +377,12 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
         if (packed) {
           kernels::gemm_nn(urows, un, ud, sc.qs, ud, kt + tile * kt_tile, ldS, sc.s, ldS, false);
         } else if (wide) {  // S^T = K (scale Q)^T in depth slices that keep the slice of Q^T in L1, then S
-          if constexpr (std::is_same_v<E, float>) {
-            kw = kbase;
-            vw = vbase;
-            kw_ld = static_cast<std::size_t>(sp.k_ld);
-            vw_ld = static_cast<std::size_t>(sp.v_ld);
-          } else {  // 16-bit storage: the tile widened once (the kernels' broadcasts would convert each use)
-            kw = kf;
-            kw_ld = ud;
-            for (Index j = 0; j < n; ++j) kernels::widen(kbase + j * sp.k_ld, kf + j * d, ud);
-            if (vbase == kbase && sp.v_ld == sp.k_ld && dv <= d) {  // V is a prefix of K's rows (MLA's latent)
-              vw = kf;
-              vw_ld = ud;
-            } else {
-              vw = kf + kKeyTile * d;
-              vw_ld = udv;
-              for (Index j = 0; j < n; ++j) kernels::widen(vbase + j * sp.v_ld, kf + kKeyTile * d + j * dv, udv);
-            }
-          }
           for (std::size_t p0 = 0; p0 < ud; p0 += kDecodeWideDepth) {
             const std::size_t depth = std::min(kDecodeWideDepth, ud - p0);
             kernels::gemm_nn(un, urows, depth, kw + p0, kw_ld, qt + p0 * urows, urows, st, urows, p0 > 0);
             prefetch_next(static_cast<Index>(p0 + depth));
           }
-          for (Index r = 0; r < rows; ++r)
-            for (Index j = 0; j < n; ++j) sc.s[r * kKeyTile + j] = st[j * rows + r];
+          transpose(st, rows, sc.s, kKeyTile, n, rows);
         } else {  // decode: 8 keys at a time, prefetching the K rows 8 keys ahead
           for (Index j = 0; j < n; j += kDecodeSubTile) {
             prefetch_rows(kbase, sp.k_ld, d, j + kDecodeSubTile, std::min(j + 2 * kDecodeSubTile, sp.tokens - j0));
@@ -389,6 +396,7 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
           const auto kind = static_cast<TileKind>(static_cast<int>(sc.kind[gi]));
           if (kind == TileKind::empty) {  // this head sees none of the tile: contributes nothing
             std::fill(srow, srow + n, 0.0f);
+            if (wide) alphas[r] = 1.0f;
             continue;
           }
           policy.row(g * G + gi, q0 + ti, k0, srow, n, kind == TileKind::partial);
@@ -399,13 +407,8 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
             kernels::scale(sc.acc + r * dv, alpha, sc.acc + r * dv, udv);
         }
         if (wide) {  // P^T, and acc^T rescaled column by column
-          bool rescale = false;
-          for (Index r = 0; r < rows; ++r) {
-            const bool empty = static_cast<TileKind>(static_cast<int>(sc.kind[r / nq])) == TileKind::empty;
-            if (empty) alphas[r] = 1.0f;
-            rescale |= alphas[r] != 1.0f;
-            for (Index j = 0; j < n; ++j) st[j * rows + r] = sc.s[r * kKeyTile + j];
-          }
+          transpose(sc.s, kKeyTile, st, rows, rows, n);
+          const bool rescale = std::any_of(alphas, alphas + rows, [](float a) { return a != 1.0f; });
           if (rescale)
             for (Index i = 0; i < dv; ++i)
               for (Index r = 0; r < rows; ++r) acct[i * rows + r] *= alphas[r];
@@ -444,8 +447,8 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
             if (static_cast<TileKind>(static_cast<int>(sc.kind[gi])) == TileKind::empty) continue;
             for (Index j = 0; j < n; ++j) {
               if (!policy.visible(g * G + gi, q0 + ti, k0 + j)) continue;
-              if (wide)
-                for (Index i = 0; i < dv; ++i) acct[i * rows + r] += st[j * rows + r] * vw[j * vw_ld + i];
+              if (wide)  // column r of acc^T += p V[j]^T
+                kernels::gemm_tn(udv, 1, 1, vw + j * vw_ld, vw_ld, st + j * rows + r, 1, acct + r, urows, true);
               else if (packed)
                 kernels::gemm_nn(1, udv, 1, sc.s + r * kKeyTile + j, 1, vtile + j * dv, udv, sc.acc + r * dv, udv, true);
               else
@@ -458,9 +461,7 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
       span_first += sp.tokens;
       tile_first += (sp.tokens + kKeyTile - 1) / kKeyTile;
     }
-    if (wide)
-      for (Index r = 0; r < rows; ++r)
-        for (Index i = 0; i < dv; ++i) sc.acc[r * dv + i] = acct[i * rows + r];
+    if (wide) transpose(acct, rows, sc.acc, dv, dv, rows);
     if (n_chunks > 1) return;  // merged below
     for (Index r = 0; r < rows; ++r) {
       const Index h = g * G + r / nq, t = t0 + r % nq;
