@@ -48,14 +48,12 @@ namespace {
 constexpr std::size_t kL3 = std::size_t(32) << 20;
 constexpr std::size_t kColdBytes = 3 * kL3;  // the rotating sets are at least this large
 
+// Zeroed bytes stored as TernaryMatrix stores its packed weights (64-byte aligned; huge pages from
+// 2 MiB on), so that the cold copies are laid out in memory like the matrix they copy.
 struct AlignedBytes {
   std::shared_ptr<std::uint8_t> p;
   std::size_t n = 0;
-  explicit AlignedBytes(std::size_t bytes) : n(bytes) {
-    auto* q = static_cast<std::uint8_t*>(::operator new[](bytes, std::align_val_t(64)));
-    p = std::shared_ptr<std::uint8_t>(q, [](std::uint8_t* r) { ::operator delete[](r, std::align_val_t(64)); });
-    std::memset(q, 0, bytes);
-  }
+  explicit AlignedBytes(std::size_t bytes) : p(allocate_weight_bytes(bytes)), n(bytes) {}
 };
 
 std::size_t copies_for(std::size_t bytes) { return std::max<std::size_t>(2, (kColdBytes + bytes - 1) / bytes); }

@@ -182,6 +182,44 @@ TEST(BitLinear, BytesAndBitsPerWeight) {
   EXPECT_EQ(a.weights().bytes(), 64u * 4096u / 4u);
 }
 
+TEST(WeightMemory, AlignmentAndZeroFill) {
+  const auto aligned = [](const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; };
+  for (const std::size_t bytes : {std::size_t(1), std::size_t(4096), kHugePageBytes - 1, kHugePageBytes, kHugePageBytes + 33}) {
+    const auto buf = allocate_weight_bytes(bytes);
+    const std::size_t a = bytes >= kHugePageBytes ? kHugePageBytes : 64;
+    EXPECT_EQ(weight_alignment(bytes), a) << bytes;
+    EXPECT_TRUE(aligned(buf.get(), a)) << bytes;
+    std::size_t nonzero = 0;
+    for (std::size_t i = 0; i < bytes; ++i) nonzero += buf.get()[i] != 0;
+    EXPECT_EQ(nonzero, 0u) << bytes;
+  }
+}
+
+// A matrix of at least 2 MiB of packed weights starts on a huge page (weight_memory.hpp) and multiplies
+// like the twin; a small one is 64-byte aligned.
+TEST(BitLinear, LargeMatrixOnHugePageBoundary) {
+  auto g = eftest::rng(1211);
+  const Index rows = 65536, cols = 128;  // tq2: 32 bytes per row, exactly 2 MiB
+  const auto w = random_ternary(rows, cols, g);
+  const TernaryMatrix big(w.data(), rows, cols, TernaryFormat::tq2);
+  ASSERT_EQ(big.bytes(), kHugePageBytes);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(big.data()) % kHugePageBytes, 0u);
+  const TernaryMatrix small(w.data(), 64, cols, TernaryFormat::tq1);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(small.data()) % 64, 0u);
+
+  std::vector<std::int8_t> x(static_cast<std::size_t>(big.padded_cols()));
+  std::uniform_int_distribution<int> d(-128, 127);
+  std::int32_t x_sum = 0;
+  for (auto& v : x) {
+    v = static_cast<std::int8_t>(d(g));
+    x_sum += v;
+  }
+  std::vector<std::int32_t> got(static_cast<std::size_t>(rows)), want(got.size());
+  big.multiply(x.data(), x.size(), &x_sum, 1, got.data(), got.size(), 0, rows);
+  big.multiply_ref(x.data(), x.size(), 1, want.data(), want.size());
+  EXPECT_EQ(got, want);
+}
+
 TEST(BitLinear, HfPackUnpackRoundTrip) {
   auto g = eftest::rng(1206);
   for (Index rows : {1, 3, 4, 5, 10, 12, 13})

@@ -12,6 +12,7 @@
 #include "core/naming.hpp"
 #include "core/tensor.hpp"
 #include "core/threading.hpp"
+#include "core/weight_memory.hpp"
 #include "core/workspace.hpp"
 
 #include "kernels/elementwise.hpp"

@@ -58,6 +58,7 @@
 #include "../core/naming.hpp"
 #include "../core/tensor.hpp"
 #include "../core/threading.hpp"
+#include "../core/weight_memory.hpp"
 #include "../core/workspace.hpp"
 #include "../io/safetensors.hpp"
 #include "../kernels/ternary.hpp"
@@ -130,7 +131,8 @@ inline float absmean_ternarize(const float* w, std::size_t n, std::int8_t* t, st
 
 inline namespace EIGENFORMER_ABI_NAMESPACE {
 
-/// A ternary matrix [rows, cols] packed in one of the formats, 64-byte aligned. Immutable; copies
+/// A ternary matrix [rows, cols] packed in one of the formats, 64-byte aligned (2 MiB aligned and on
+/// transparent huge pages where available from 2 MiB on: core/weight_memory.hpp). Immutable; copies
 /// share the packed bytes.
 class TernaryMatrix {
  public:
@@ -150,8 +152,7 @@ class TernaryMatrix {
     blocks_ = static_cast<Index>(format == TernaryFormat::tq2 ? kernels::blocks_per_row<kernels::BlockTQ2>(static_cast<std::size_t>(cols))
                                                              : kernels::blocks_per_row<kernels::BlockTQ1>(static_cast<std::size_t>(cols)));
     bytes_ = static_cast<std::size_t>(rows * blocks_) * 32;
-    std::uint8_t* p = static_cast<std::uint8_t*>(::operator new[](bytes_, std::align_val_t(64)));
-    data_ = std::shared_ptr<std::uint8_t>(p, [](std::uint8_t* q) { ::operator delete[](q, std::align_val_t(64)); });
+    data_ = allocate_weight_bytes(bytes_);  // huge pages for large matrices (core/weight_memory.hpp)
     for (Index r = 0; r < rows; ++r) {
       const std::int8_t* row = w + r * cols;
       if (format == TernaryFormat::tq2)
