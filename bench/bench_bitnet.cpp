@@ -139,9 +139,11 @@ void counters(benchmark::State& s, double ops, double weight_bytes, double bpw) 
 void gemv_kernel(const TernaryMatrix& m, const std::uint8_t* blocks, const Acts& a, std::int32_t* y) {
   const auto rows = static_cast<std::size_t>(m.rows()), nb = static_cast<std::size_t>(m.blocks_per_row());
   if (m.format() == TernaryFormat::tq2)
-    kernels::ternary_gemv(reinterpret_cast<const kernels::BlockTQ2*>(blocks), rows, nb, a.q, a.sum[0], y);
+    kernels::ternary_gemv(reinterpret_cast<const kernels::BlockTQ2*>(blocks), rows, nb, a.q, a.sum[0],
+                          m.digit_sums(), y);
   else
-    kernels::ternary_gemv(reinterpret_cast<const kernels::BlockTQ1*>(blocks), rows, nb, a.q, a.sum[0], y);
+    kernels::ternary_gemv(reinterpret_cast<const kernels::BlockTQ1*>(blocks), rows, nb, a.q, a.sum[0],
+                          m.digit_sums(), y);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -166,10 +168,10 @@ void BM_TernaryGemv(benchmark::State& s, TernaryFormat f, int mode /* 0 hot, 1 c
       p.m.multiply_ref(a.q, a.size, 1, y.data(), rows);
     } else if (f == TernaryFormat::tq2) {
       kernels::portable::ternary_gemv(reinterpret_cast<const kernels::BlockTQ2*>(p.m.data()), rows, nb, a.q,
-                                      a.sum[0], y.data());
+                                      a.sum[0], p.m.digit_sums(), y.data());
     } else {
       kernels::portable::ternary_gemv(reinterpret_cast<const kernels::BlockTQ1*>(p.m.data()), rows, nb, a.q,
-                                      a.sum[0], y.data());
+                                      a.sum[0], p.m.digit_sums(), y.data());
     }
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
@@ -460,7 +462,11 @@ class RatioReporter : public benchmark::ConsoleReporter {
       for (TernaryFormat f : kFormats) {
         const std::string n = fmt_name(f);
         const double bpw = get_bpw("BM_TernaryGemv/" + n + "/hot/" + a);
-        if (bpw > 0) std::printf("  %s: %.4f bits per weight (weights only; + 4 bytes of scale per matrix)\n", n.c_str(), bpw);
+        if (bpw > 0)
+          std::printf(
+              "  %s: %.4f bits per weight (weights only; + 4 bytes of scale per matrix and 4 bytes of digit "
+              "sum per row: %.4f with them)\n",
+              n.c_str(), bpw, bpw + 32.0 / double(sh.first));
         else std::printf("  %s:\n", n.c_str());
         for (const char* temp : {"hot", "cold"}) {
           const std::string t = temp;

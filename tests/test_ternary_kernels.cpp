@@ -47,6 +47,14 @@ std::vector<std::int8_t> activations(std::size_t tokens, std::size_t cols, std::
   return x;
 }
 
+// Per-row digit sums the kernels take (ref::digit_sums; checked against the weights in DigitSums).
+template <class Block>
+std::vector<std::int32_t> digit_sums(const std::vector<Block>& packed, std::size_t rows, std::size_t nb) {
+  std::vector<std::int32_t> d(rows);
+  ek::ref::digit_sums(packed.data(), rows, nb, d.data());
+  return d;
+}
+
 std::vector<std::int32_t> sums(const std::vector<std::int8_t>& x, std::size_t tokens, std::size_t ld) {
   std::vector<std::int32_t> s(tokens, 0);
   for (std::size_t t = 0; t < tokens; ++t)
@@ -72,6 +80,7 @@ void check_shapes(std::mt19937& g) {
         std::vector<std::int8_t> w = random_ternary(rows * cols, g);
         if (wmode > 0) std::fill(w.begin(), w.end(), static_cast<std::int8_t>(wmode == 1 ? 1 : -1));
         const auto packed = pack<Block>(w, rows, cols);
+        const auto dsum = digit_sums(packed, rows, nb);
         for (std::size_t tokens : tokens_list) {
           for (int xmode = 0; xmode < 3; ++xmode) {
             if ((wmode > 0 || xmode > 0) && tokens > 3 && tokens != 9) continue;  // keep the run short
@@ -81,8 +90,10 @@ void check_shapes(std::mt19937& g) {
             const std::size_t ldy = rows + 3;
             std::vector<std::int32_t> want(tokens * ldy, 7), got(tokens * ldy, 7), port(tokens * ldy, 7);
             ek::ref::ternary_gemm(packed.data(), rows, nb, x.data(), ldx, tokens, want.data(), ldy);
-            ek::ternary_gemm(packed.data(), rows, nb, x.data(), ldx, xs.data(), tokens, got.data(), ldy);
-            ek::portable::ternary_gemm(packed.data(), rows, nb, x.data(), ldx, xs.data(), tokens, port.data(), ldy);
+            ek::ternary_gemm(packed.data(), rows, nb, x.data(), ldx, xs.data(), dsum.data(), tokens,
+                             got.data(), ldy);
+            ek::portable::ternary_gemm(packed.data(), rows, nb, x.data(), ldx, xs.data(), dsum.data(), tokens,
+                                       port.data(), ldy);
             ASSERT_EQ(got, want) << name<Block>() << " gemm rows=" << rows << " cols=" << cols << " tokens=" << tokens
                                  << " wmode=" << wmode << " xmode=" << xmode;
             ASSERT_EQ(port, want) << name<Block>() << " portable gemm rows=" << rows << " cols=" << cols;
@@ -90,8 +101,9 @@ void check_shapes(std::mt19937& g) {
             for (std::size_t t = 0; t < tokens; ++t) {
               std::vector<std::int32_t> y1(rows), y2(rows), y3(rows);
               ek::ref::ternary_gemv(packed.data(), rows, nb, x.data() + t * ldx, y1.data());
-              ek::ternary_gemv(packed.data(), rows, nb, x.data() + t * ldx, xs[t], y2.data());
-              ek::portable::ternary_gemv(packed.data(), rows, nb, x.data() + t * ldx, xs[t], y3.data());
+              ek::ternary_gemv(packed.data(), rows, nb, x.data() + t * ldx, xs[t], dsum.data(), y2.data());
+              ek::portable::ternary_gemv(packed.data(), rows, nb, x.data() + t * ldx, xs[t], dsum.data(),
+                                         y3.data());
               ASSERT_EQ(y2, y1) << name<Block>() << " gemv rows=" << rows << " cols=" << cols;
               ASSERT_EQ(y3, y1) << name<Block>() << " portable gemv rows=" << rows << " cols=" << cols;
               for (std::size_t r = 0; r < rows; ++r) ASSERT_EQ(y1[r], want[t * ldy + r]);
@@ -204,6 +216,26 @@ TEST(TernaryKernels, TwinsEqualPlainDot) {
   check_twin_against_plain_dot<ek::BlockTQ1>(g);
 }
 
+// The per-row digit sums against the weights: sum of w + 1 over the columns, plus 1 per padding weight.
+TEST(TernaryKernels, DigitSums) {
+  auto g = eftest::rng(1106);
+  auto run = [&](auto tag) {
+    using Block = decltype(tag);
+    for (std::size_t cols : {1u, 159u, 160u, 161u, 700u}) {
+      const std::size_t rows = 3, nb = ek::blocks_per_row<Block>(cols);
+      const auto w = random_ternary(rows * cols, g);
+      const auto d = digit_sums(pack<Block>(w, rows, cols), rows, nb);
+      for (std::size_t r = 0; r < rows; ++r) {
+        std::int32_t want = static_cast<std::int32_t>(nb * Block::kWeights - cols);
+        for (std::size_t k = 0; k < cols; ++k) want += w[r * cols + k] + 1;
+        ASSERT_EQ(d[r], want) << name<Block>() << " cols=" << cols << " row " << r;
+      }
+    }
+  };
+  run(ek::BlockTQ2{});
+  run(ek::BlockTQ1{});
+}
+
 TEST(TernaryKernels, GemmGemvMatchTwinTQ2) {
   std::printf("[ isa      ] %s\n", eigenformer::isa_name());
   auto g = eftest::rng(1103);
@@ -217,7 +249,8 @@ TEST(TernaryKernels, GemmGemvMatchTwinTQ1) {
 
 TEST(TernaryKernels, LongRowsReachFlushBounds) {
   // 40 blocks of all +1 weights against -128: every int16 partial sum is at its bound for the
-  // longest run before widening; the int32 total is -128 * cols.
+  // longest run before widening; the int32 total is -128 * cols. Against 127 (mode 2), the AVX2 TQ1
+  // GEMV's lanes (x + 128 = 255 times -d = -2) reach theirs: 6 blocks x 5 planes x -1020 = -30600.
   auto g = eftest::rng(1105);
   for (std::size_t cols : {40u * 128u, 40u * 160u + 3u}) {
     std::vector<std::int8_t> w(2 * cols, 1);
@@ -230,13 +263,14 @@ TEST(TernaryKernels, LongRowsReachFlushBounds) {
         auto x = activations(3, cols, padded, g, mode);
         const auto xs = sums(x, 3, padded);
         std::vector<std::int32_t> y(6);
-        ek::ternary_gemm(packed.data(), 2, nb, x.data(), padded, xs.data(), 3, y.data(), 2);
+        const auto dsum = digit_sums(packed, 2, nb);
+        ek::ternary_gemm(packed.data(), 2, nb, x.data(), padded, xs.data(), dsum.data(), 3, y.data(), 2);
         const std::int32_t v = (mode == 1 ? -128 : 127) * static_cast<std::int32_t>(cols);
         for (int t = 0; t < 3; ++t) {
           ASSERT_EQ(y[2 * t], v);
           ASSERT_EQ(y[2 * t + 1], -v);
         }
-        ek::ternary_gemv(packed.data(), 2, nb, x.data(), xs[0], y.data());
+        ek::ternary_gemv(packed.data(), 2, nb, x.data(), xs[0], dsum.data(), y.data());
         ASSERT_EQ(y[0], v);
         ASSERT_EQ(y[1], -v);
       }

@@ -1,14 +1,16 @@
 #pragma once
 // Ternary x int8 kernels for BitNet b1.58 (formats and scalar twins: kernels/ref/ternary.hpp).
 //
-//   ternary_gemv(w, rows, blocks, x, x_sum, y)                    y[r] = sum_k w[r][k] x[k]
-//   ternary_gemm(w, rows, blocks, x, ldx, x_sum, tokens, y, ldy)  y[t][r] = sum_k w[r][k] x[t][k]
+//   ternary_gemv(w, rows, blocks, x, x_sum, dsum, y)                    y[r] = sum_k w[r][k] x[k]
+//   ternary_gemm(w, rows, blocks, x, ldx, x_sum, dsum, tokens, y, ldy)  y[t][r] = sum_k w[r][k] x[t][k]
 //   quantize_absmax_i8(x, n, n_pad, q, &sum) -> scale               per-token int8 activations
 //   rescale(acc, n, x_scale, w_scale, multiply, bias, y)            int32 -> float output row
 //
 // w: `rows` rows of `blocks` blocks (BlockTQ2 or BlockTQ1), row-major. x: int8 rows of at least
 // blocks * Block::kWeights values, the entries past the true column count zero (the quantizer
-// writes them); x_sum[t] = sum of row t's int8 values. y: int32 accumulators, exact: they equal the
+// writes them); x_sum[t] = sum of row t's int8 values; dsum[r] = sum of row r's digits w + 1 over
+// its blocks, padding included (ref::digit_sums; the AVX2 TQ1 GEMV needs it, the other kernels
+// ignore it). y: int32 accumulators, exact: they equal the
 // twins' bit for bit on every ISA (tests/test_ternary_kernels.cpp). The inner loops hold no floating
 // point at all (maddubs / vmlal on bytes); the float work is the per-token quantization and the
 // per-output rescale around them.
@@ -65,7 +67,7 @@ EIGENFORMER_ALWAYS_INLINE std::int32_t dot(const std::int8_t* w, const std::int8
 
 template <class Block>
 inline void ternary_gemv(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x,
-                         std::int32_t /*x_sum*/, std::int32_t* y) {
+                         std::int32_t /*x_sum*/, const std::int32_t* /*dsum*/, std::int32_t* y) {
   constexpr std::size_t N = Block::kWeights;
   std::int8_t wt[N];
   for (std::size_t r = 0; r < rows; ++r) {
@@ -80,8 +82,9 @@ inline void ternary_gemv(const Block* w, std::size_t rows, std::size_t blocks, c
 
 /// Each block is decoded once for up to kTokens tokens.
 template <class Block>
-inline void ternary_gemm(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x, std::size_t ldx,
-                         const std::int32_t* /*x_sum*/, std::size_t tokens, std::int32_t* y, std::size_t ldy) {
+inline void ternary_gemm(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x,
+                         std::size_t ldx, const std::int32_t* /*x_sum*/, const std::int32_t* /*dsum*/,
+                         std::size_t tokens, std::int32_t* y, std::size_t ldy) {
   constexpr std::size_t N = Block::kWeights, kTokens = 8;
   std::int8_t wt[N];
   for (std::size_t t0 = 0; t0 < tokens; t0 += kTokens) {
@@ -116,22 +119,23 @@ namespace ternary_isa = neon;
 namespace ternary_isa = portable;
 #endif
 
-/// y[r] = sum_k w[r][k] x[k] for r < rows (one token).
+/// y[r] = sum_k w[r][k] x[k] for r < rows (one token). dsum: ref::digit_sums of the rows.
 template <class Block>
 inline void ternary_gemv(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x,
-                         std::int32_t x_sum, std::int32_t* y) {
-  ternary_isa::ternary_gemv(w, rows, blocks, x, x_sum, y);
+                         std::int32_t x_sum, const std::int32_t* dsum, std::int32_t* y) {
+  ternary_isa::ternary_gemv(w, rows, blocks, x, x_sum, dsum, y);
 }
 
 /// y[t * ldy + r] = sum_k w[r][k] x[t * ldx + k] for r < rows, t < tokens.
 template <class Block>
-inline void ternary_gemm(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x, std::size_t ldx,
-                         const std::int32_t* x_sum, std::size_t tokens, std::int32_t* y, std::size_t ldy) {
+inline void ternary_gemm(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x,
+                         std::size_t ldx, const std::int32_t* x_sum, const std::int32_t* dsum,
+                         std::size_t tokens, std::int32_t* y, std::size_t ldy) {
   if (tokens == 1) {
-    ternary_isa::ternary_gemv(w, rows, blocks, x, x_sum[0], y);
+    ternary_isa::ternary_gemv(w, rows, blocks, x, x_sum[0], dsum, y);
     return;
   }
-  ternary_isa::ternary_gemm(w, rows, blocks, x, ldx, x_sum, tokens, y, ldy);
+  ternary_isa::ternary_gemm(w, rows, blocks, x, ldx, x_sum, dsum, tokens, y, ldy);
 }
 
 /// Per-token absmax int8 quantization of x[0, n) into q[0, n_pad) (zero padded); returns the scale

@@ -160,6 +160,14 @@ class TernaryMatrix {
       else
         kernels::ref::pack_row(row, static_cast<std::size_t>(cols), blocks<kernels::BlockTQ1>() + r * blocks_);
     }
+    auto sums = std::make_shared<std::vector<std::int32_t>>(static_cast<std::size_t>(rows));
+    if (format == TernaryFormat::tq2)
+      kernels::ref::digit_sums(blocks<kernels::BlockTQ2>(), static_cast<std::size_t>(rows),
+                               static_cast<std::size_t>(blocks_), sums->data());
+    else
+      kernels::ref::digit_sums(blocks<kernels::BlockTQ1>(), static_cast<std::size_t>(rows),
+                               static_cast<std::size_t>(blocks_), sums->data());
+    digit_sums_ = std::move(sums);
   }
 
   TernaryFormat format() const noexcept { return format_; }
@@ -168,8 +176,11 @@ class TernaryMatrix {
   Index blocks_per_row() const noexcept { return blocks_; }
   /// Activations per token the kernels read: blocks_per_row * weights per block.
   Index padded_cols() const noexcept { return blocks_ * weights_per_block(format_); }
-  /// Packed bytes (the weights only).
+  /// Packed bytes (the weights only; the kernels also read 4 bytes per row of digit_sums()).
   std::size_t bytes() const noexcept { return bytes_; }
+  /// Per row, the sum of its digits w + 1 over its blocks (kernels::ref::digit_sums; derived from the
+  /// weights when they are packed).
+  const std::int32_t* digit_sums() const noexcept { return digit_sums_ ? digit_sums_->data() : nullptr; }
   /// Stored bits per weight: bytes * 8 / (rows * cols).
   double bits_per_weight() const noexcept {
     return rows_ > 0 && cols_ > 0 ? static_cast<double>(bytes_) * 8.0 / static_cast<double>(rows_ * cols_) : 0.0;
@@ -199,10 +210,13 @@ class TernaryMatrix {
                 std::size_t ldy, Index r0, Index r1) const {
     const auto T = static_cast<std::size_t>(tokens), nb = static_cast<std::size_t>(blocks_);
     const auto n = static_cast<std::size_t>(r1 - r0), off = static_cast<std::size_t>(r0);
+    const std::int32_t* dsum = digit_sums() + off;
     if (format_ == TernaryFormat::tq2)
-      kernels::ternary_gemm(blocks<kernels::BlockTQ2>() + off * nb, n, nb, x, ldx, x_sum, T, y + off, ldy);
+      kernels::ternary_gemm(blocks<kernels::BlockTQ2>() + off * nb, n, nb, x, ldx, x_sum, dsum, T, y + off,
+                            ldy);
     else
-      kernels::ternary_gemm(blocks<kernels::BlockTQ1>() + off * nb, n, nb, x, ldx, x_sum, T, y + off, ldy);
+      kernels::ternary_gemm(blocks<kernels::BlockTQ1>() + off * nb, n, nb, x, ldx, x_sum, dsum, T, y + off,
+                            ldy);
   }
 
   /// The same through the scalar twins (tests, benchmarks).
@@ -224,6 +238,7 @@ class TernaryMatrix {
   Index rows_ = 0, cols_ = 0, blocks_ = 0;
   std::size_t bytes_ = 0;
   std::shared_ptr<std::uint8_t> data_;
+  std::shared_ptr<const std::vector<std::int32_t>> digit_sums_;
 };
 
 /// Int8 activations of T tokens, as the ternary kernels read them (views into a Workspace).
@@ -410,9 +425,11 @@ class BitLinear {
 
   /// Parameter count as a dense layer would have (weights + bias).
   Index parameters() const noexcept { return cfg_.in_features * cfg_.out_features + bias_.size(); }
-  /// Bytes held: packed weights + bias + scale (+ norm weight).
+  /// Bytes held: packed weights + their per-row digit sums + bias + scale (+ norm weight).
   std::size_t bytes() const noexcept {
-    return w_.bytes() + sizeof(float) * static_cast<std::size_t>(bias_.size() + 1 + (cfg_.rms_norm ? cfg_.in_features : 0));
+    return w_.bytes() + sizeof(std::int32_t) * static_cast<std::size_t>(cfg_.out_features) +
+           sizeof(float) *
+               static_cast<std::size_t>(bias_.size() + 1 + (cfg_.rms_norm ? cfg_.in_features : 0));
   }
 
  private:

@@ -121,7 +121,7 @@ EIGENFORMER_ALWAYS_INLINE void gemv_rows(const Block* w, std::size_t blocks, con
 
 template <class Block>
 inline void ternary_gemv(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x,
-                         std::int32_t /*x_sum*/, std::int32_t* y) {
+                         std::int32_t /*x_sum*/, const std::int32_t* /*dsum*/, std::int32_t* y) {
   std::size_t r = 0;
   for (; r + 4 <= rows; r += 4) gemv_rows<Block, 4>(w + r * blocks, blocks, x, y + r);
   for (; r < rows; ++r) gemv_rows<Block, 1>(w + r * blocks, blocks, x, y + r);
@@ -156,8 +156,9 @@ EIGENFORMER_ALWAYS_INLINE void gemm_row(const Block* wr, std::size_t blocks, con
 constexpr std::size_t kGemmRowChunk = 16;
 
 template <class Block>
-inline void ternary_gemm(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x, std::size_t ldx,
-                         const std::int32_t* /*x_sum*/, std::size_t tokens, std::int32_t* y, std::size_t ldy) {
+inline void ternary_gemm(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x,
+                         std::size_t ldx, const std::int32_t* /*x_sum*/, const std::int32_t* /*dsum*/,
+                         std::size_t tokens, std::int32_t* y, std::size_t ldy) {
   for (std::size_t r0 = 0; r0 < rows; r0 += kGemmRowChunk) {
     const std::size_t r1 = std::min(rows, r0 + kGemmRowChunk);
     std::size_t t = 0;

@@ -184,6 +184,22 @@ void ternary_gemv(const Block* w, std::size_t rows, std::size_t blocks, const st
   ternary_gemm(w, rows, blocks, x, 0, 1, y, 1);
 }
 
+/// out[r] = sum of the digits d = w + 1 over all `blocks` blocks of row r (every position of a block,
+/// padding included: a padding weight 0 is the digit 1). The kernels take these per-row constants
+/// (kernels/ternary.hpp); TernaryMatrix computes them once when it packs.
+template <class Block>
+void digit_sums(const Block* w, std::size_t rows, std::size_t blocks, std::int32_t* out) {
+  std::int8_t wt[Block::kWeights];
+  for (std::size_t r = 0; r < rows; ++r) {
+    std::int32_t s = 0;
+    for (std::size_t b = 0; b < blocks; ++b) {
+      unpack_block(w[r * blocks + b], wt);
+      for (std::size_t k = 0; k < Block::kWeights; ++k) s += wt[k] + 1;
+    }
+    out[r] = s;
+  }
+}
+
 /// BitNet b1.58 per-token activation quantization (transformers integrations/bitnet.py, ActQuant and
 /// BitLinear.activation_quant), in float32 as PyTorch computes it:
 ///   scale = (1 / max(max_k |x[k]|, 1e-5)) * 127;  q[k] = clamp(round_half_even(x[k] * scale), -128, 127)

@@ -9,10 +9,17 @@
 //   TQ2: d = (byte >> 2p) & 3                                  (shift + and per 32 weights)
 //   TQ1: s = byte ^ 0x80 as int8 (= q - 128); d = (s > -43) + (s > 42), i.e. q >= 86 and q >= 171,
 //        the carry of 3q / 256; the next digit's s is 3 s (wrapping int8 adds)
+// The TQ1 GEMV skips the negation that turns the two compare masks (-1 where set) into d: it
+// multiplies the masks' sum -d, as the signed operand, with x + 128 as the unsigned one (x ^ 0x80,
+// made once per block for all rows): h = sum_k (x_k + 128)(-d_k) = -sum_k d_k x_k - 128 D, where
+// D = sum_k d_k is the row's digit sum (a weight constant, computed when the matrix is packed).
+// So sum_k w_k x_k = -h - 128 D - sum_k x_k: one instruction fewer per 32 weights (of 8).
 //
 // Overflow: |maddubs lane| <= 2 * 2 * 128 = 512, so an int16 lane holds 8 blocks of TQ2 (4 planes:
-// <= 16384) or TQ1 (5 planes: <= 20480) before it is widened to int32 with _mm256_madd_epi16.
-// int32 accumulators hold |sum| <= 256 * cols: cols < 2^23 (BitLinear checks its sizes).
+// <= 16384) or TQ1 (5 planes: <= 20480) before it is widened to int32 with _mm256_madd_epi16. In the
+// TQ1 GEMV a lane is <= 2 * 255 * 2 = 1020 per plane, so it widens every 6 blocks (<= 30600), and
+// |h| <= 510 * padded cols < 2^31 for cols <= 2^22 + 159. int32 accumulators hold
+// |sum| <= 256 * cols: cols < 2^23 (BitLinear checks its sizes: at most 2^22).
 //
 // Shapes: GEMV processes 4 rows per step (the activations of a block are loaded once for 4 rows and
 // 4 independent dependency chains keep the multiply ports busy); GEMM runs a 1 row x 8 tokens
@@ -37,8 +44,6 @@ namespace eigenformer {
 inline namespace EIGENFORMER_ABI_NAMESPACE {
 namespace kernels {
 namespace avx2 {
-
-constexpr std::size_t kFlushBlocks = 8;  // blocks summed in int16 before widening (see above)
 
 EIGENFORMER_ALWAYS_INLINE __m256i load32(const void* p) {
   return _mm256_loadu_si256(static_cast<const __m256i*>(p));
@@ -76,6 +81,26 @@ struct DecodeTQ2 {
     d[2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), c.m3);
     d[3] = _mm256_and_si256(_mm256_srli_epi16(v, 6), c.m3);
   }
+
+  // GEMV: blocks summed in int16 lanes before widening; the block's activations as the kernel reads
+  // them (once per block for all rows); one row's block as int16 lanes; the dot product from the
+  // lanes' total h.
+  static constexpr std::size_t kGemvFlush = 8;
+  EIGENFORMER_ALWAYS_INLINE static void gemv_x(const std::int8_t* xb, __m256i* xv, const Consts&) {
+#pragma GCC unroll 4
+    for (int i = 0; i < kPlanes; ++i) xv[i] = load32(xb + 32 * i);
+  }
+  EIGENFORMER_ALWAYS_INLINE static __m256i gemv_block(const Block& b, const __m256i* xv, const Consts& c) {
+    __m256i d[kPlanes];
+    decode(b, d, c);
+    __m256i p = _mm256_maddubs_epi16(d[0], xv[0]);
+#pragma GCC unroll 4
+    for (int i = 1; i < kPlanes; ++i) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(d[i], xv[i]));
+    return p;
+  }
+  static std::int32_t gemv_result(std::int32_t h, std::int32_t x_sum, std::int32_t /*dsum*/) {
+    return h - x_sum;
+  }
 };
 
 struct DecodeTQ1 {
@@ -94,6 +119,27 @@ struct DecodeTQ1 {
                              _mm256_cmpgt_epi8(s, c.th2));
       if (i < 4) s = _mm256_add_epi8(s, _mm256_add_epi8(s, s));
     }
+  }
+
+  // GEMV with the activations offset to x + 128 and the masks' sum -d as multiplier (see the top).
+  static constexpr std::size_t kGemvFlush = 6;
+  EIGENFORMER_ALWAYS_INLINE static void gemv_x(const std::int8_t* xb, __m256i* xv, const Consts& c) {
+#pragma GCC unroll 5
+    for (int i = 0; i < kPlanes; ++i) xv[i] = _mm256_xor_si256(load32(xb + 32 * i), c.k80);
+  }
+  EIGENFORMER_ALWAYS_INLINE static __m256i gemv_block(const Block& b, const __m256i* xv, const Consts& c) {
+    __m256i s = _mm256_xor_si256(load32(b.qs), c.k80);
+    __m256i p = _mm256_setzero_si256();
+#pragma GCC unroll 5
+    for (int i = 0; i < kPlanes; ++i) {
+      const __m256i neg_d = _mm256_add_epi8(_mm256_cmpgt_epi8(s, c.th1), _mm256_cmpgt_epi8(s, c.th2));
+      p = _mm256_add_epi16(p, _mm256_maddubs_epi16(xv[i], neg_d));
+      if (i < 4) s = _mm256_add_epi8(s, _mm256_add_epi8(s, s));
+    }
+    return p;
+  }
+  static std::int32_t gemv_result(std::int32_t h, std::int32_t x_sum, std::int32_t dsum) {
+    return static_cast<std::int32_t>(-std::int64_t{h} - 128 * std::int64_t{dsum} - x_sum);
   }
 };
 
@@ -116,54 +162,50 @@ constexpr std::size_t kPrefetchGroups = 2;
 
 template <class Block, int R>
 EIGENFORMER_ALWAYS_INLINE void gemv_rows(const Block* w, std::size_t blocks, const std::int8_t* x,
-                                         std::int32_t x_sum, std::int32_t* y, const char* base, std::size_t total,
-                                         std::size_t pf) {
+                                         std::int32_t x_sum, const std::int32_t* dsum, std::int32_t* y,
+                                         const char* base, std::size_t total, std::size_t pf) {
   using D = Decoder<Block>;
-  constexpr int P = D::kPlanes;
   const __m256i one16 = _mm256_set1_epi16(1);
   const typename D::Consts consts;
   __m256i acc[R];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
-  for (std::size_t b0 = 0; b0 < blocks; b0 += kFlushBlocks) {
-    const std::size_t b1 = std::min(blocks, b0 + kFlushBlocks);
+  for (std::size_t b0 = 0; b0 < blocks; b0 += D::kGemvFlush) {
+    const std::size_t b1 = std::min(blocks, b0 + D::kGemvFlush);
     __m256i s[R];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) s[r] = _mm256_setzero_si256();
     for (std::size_t b = b0; b < b1; ++b) {
-      const std::int8_t* xb = x + b * Block::kWeights;
       // this step reads R * 32 bytes of the group; prefetch as much, kPrefetchGroups groups ahead
       const std::size_t o = pf + b * (R * sizeof(Block));
 #pragma GCC unroll 4
       for (std::size_t l = 0; l < (R * sizeof(Block) + 63) / 64; ++l)
         if (o + 64 * l < total) _mm_prefetch(base + o + 64 * l, _MM_HINT_T0);
+      __m256i xv[D::kPlanes];
+      D::gemv_x(x + b * Block::kWeights, xv, consts);
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        __m256i d[P];
-        D::decode(w[static_cast<std::size_t>(r) * blocks + b], d, consts);
-        __m256i p = _mm256_maddubs_epi16(d[0], load32(xb));
-#pragma GCC unroll 5
-        for (int i = 1; i < P; ++i) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(d[i], load32(xb + 32 * i)));
-        s[r] = _mm256_add_epi16(s[r], p);
-      }
+      for (int r = 0; r < R; ++r)
+        s[r] = _mm256_add_epi16(s[r], D::gemv_block(w[static_cast<std::size_t>(r) * blocks + b], xv, consts));
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s[r], one16));
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) y[r] = hsum_epi32(acc[r]) - x_sum;
+  for (int r = 0; r < R; ++r) y[r] = D::gemv_result(hsum_epi32(acc[r]), x_sum, dsum[r]);
 }
 
 template <class Block>
 inline void ternary_gemv(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x,
-                         std::int32_t x_sum, std::int32_t* y) {
+                         std::int32_t x_sum, const std::int32_t* dsum, std::int32_t* y) {
   const char* base = reinterpret_cast<const char*>(w);
   const std::size_t total = rows * blocks * sizeof(Block), row_bytes = blocks * sizeof(Block);
   std::size_t r = 0;
   for (; r + 4 <= rows; r += 4)
-    gemv_rows<Block, 4>(w + r * blocks, blocks, x, x_sum, y + r, base, total, (r + 4 * kPrefetchGroups) * row_bytes);
+    gemv_rows<Block, 4>(w + r * blocks, blocks, x, x_sum, dsum + r, y + r, base, total,
+                        (r + 4 * kPrefetchGroups) * row_bytes);
   for (; r < rows; ++r)
-    gemv_rows<Block, 1>(w + r * blocks, blocks, x, x_sum, y + r, base, total, (r + kPrefetchGroups) * row_bytes);
+    gemv_rows<Block, 1>(w + r * blocks, blocks, x, x_sum, dsum + r, y + r, base, total,
+                        (r + kPrefetchGroups) * row_bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,8 +260,9 @@ EIGENFORMER_ALWAYS_INLINE void gemm_row_tail(std::size_t nt, const Block* wr, st
 constexpr std::size_t kGemmRowChunk = 16;
 
 template <class Block>
-inline void ternary_gemm(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x, std::size_t ldx,
-                         const std::int32_t* x_sum, std::size_t tokens, std::int32_t* y, std::size_t ldy) {
+inline void ternary_gemm(const Block* w, std::size_t rows, std::size_t blocks, const std::int8_t* x,
+                         std::size_t ldx, const std::int32_t* x_sum, const std::int32_t* /*dsum*/,
+                         std::size_t tokens, std::int32_t* y, std::size_t ldy) {
   for (std::size_t r0 = 0; r0 < rows; r0 += kGemmRowChunk) {
     const std::size_t r1 = std::min(rows, r0 + kGemmRowChunk);
     std::size_t t = 0;
