@@ -17,8 +17,9 @@
 // unreadable and malformed files give exit code 3, usage errors 2. Random corruptions of valid cases
 // never crash (this file runs under ASan + UBSan in the sanitize preset).
 //
-// One file, not two: instantiating the conformance registry behind run_case costs about 85 s of
-// compile time per translation unit.
+// The registry behind run_case (every layer instantiated) is compiled once, in
+// tools/eigenformer-run/registry.cpp, and linked into this test and eigenformer-run alike
+// (CMakeLists.txt): this file sees only its declaration, and includes the layers it calls directly.
 //
 // <iomanip> comes first on purpose: it declares std::quoted, which argument-dependent lookup would
 // pick over a library function named quoted() taking a std::string.
@@ -31,6 +32,9 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <eigenformer/attention/multi_head_attention.hpp>
+#include <eigenformer/cache/kv_cache.hpp>
 
 #include "conformance_test_util.hpp"
 

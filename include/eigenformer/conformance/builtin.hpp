@@ -7,6 +7,8 @@
 // `eigenformer-run --list` (regenerate docs/conformance.md), and every golden case under
 // tests/data/golden/run/ naming it is checked by tests/test_conformance.cpp.
 
+#include "registry.hpp"
+#if !defined(EIGENFORMER_CONFORMANCE_REGISTRY_EXTERN)
 #include "layers/attention.hpp"
 #include "layers/bitnet.hpp"
 #include "layers/dense.hpp"
@@ -15,12 +17,13 @@
 #include "layers/retention.hpp"
 #include "layers/sparse.hpp"
 #include "layers/yoco.hpp"
-#include "registry.hpp"
+#endif
 
 namespace eigenformer {
 namespace conformance {
 inline namespace EIGENFORMER_ABI_NAMESPACE {
 
+#if !defined(EIGENFORMER_CONFORMANCE_REGISTRY_EXTERN)
 inline void register_builtin_layers(Registry& r) {
   register_linear(r);
   register_mlp(r);
@@ -40,10 +43,25 @@ inline void register_builtin_layers(Registry& r) {
   register_fast_kan_layer(r);
   register_cheby_kan_layer(r);
 }
+#endif
 
+// registry() is inline (header-only) unless a program compiles it once for several translation units:
+// EIGENFORMER_CONFORMANCE_REGISTRY_DEFINE in the one that defines it (an ordinary function there),
+// EIGENFORMER_CONFORMANCE_REGISTRY_EXTERN in those that only call it (they see neither the layers'
+// registrations nor register_builtin_layers). eigenformer-run and test_conformance share
+// tools/eigenformer-run/registry.cpp this way: instantiating every layer behind the registry is most
+// of the compile time of each of them.
+#if defined(EIGENFORMER_CONFORMANCE_REGISTRY_EXTERN)
+Registry& registry();
+#else
+#if defined(EIGENFORMER_CONFORMANCE_REGISTRY_DEFINE)
+#define EIGENFORMER_CONFORMANCE_REGISTRY_INLINE
+#else
+#define EIGENFORMER_CONFORMANCE_REGISTRY_INLINE inline
+#endif
 /// The registry with every built-in layer (built on first use; add your own layers to it before
 /// running cases, or build a separate Registry).
-inline Registry& registry() {
+EIGENFORMER_CONFORMANCE_REGISTRY_INLINE Registry& registry() {
   static Registry r = [] {
     Registry x;
     register_builtin_layers(x);
@@ -51,6 +69,8 @@ inline Registry& registry() {
   }();
   return r;
 }
+#undef EIGENFORMER_CONFORMANCE_REGISTRY_INLINE
+#endif
 
 }  // namespace EIGENFORMER_ABI_NAMESPACE
 }  // namespace conformance
