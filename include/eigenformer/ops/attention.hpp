@@ -36,6 +36,7 @@
 #include "../kernels/convert.hpp"
 #include "../kernels/elementwise.hpp"
 #include "../kernels/gemm.hpp"
+#include "../kernels/loops.hpp"
 #include "../kernels/softmax.hpp"
 #include "attention_policy.hpp"
 
@@ -411,7 +412,8 @@ void flash_attention(const AttentionDims& dims, const AttentionIO& io, const KVS
           const bool rescale = std::any_of(alphas, alphas + rows, [](float a) { return a != 1.0f; });
           if (rescale)
             for (Index i = 0; i < dv; ++i)
-              for (Index r = 0; r < rows; ++r) acct[i * rows + r] *= alphas[r];
+              kernels::loops::map2(acct + i * rows, alphas, acct + i * rows, urows,
+                                   [](auto a, auto f) { return simd::mul(a, f); });
         }
         // acc += P V, all rows at once (V read once for all heads of the group). A masked key has
         // p = 0, but 0 * NaN = NaN: when a tile with masked pairs holds a non-finite value, the rows
